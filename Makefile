@@ -1,0 +1,50 @@
+# pushcluster — the two commands of the README are `make run` and `make test`.
+
+CARGO      ?= cargo
+LISTEN     ?= 127.0.0.1:8080
+DATA_DIR   ?= ./data
+# Development-only secrets for `make run`; set your own in production.
+DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
+DEV_API_KEY    ?= dev-api-key-not-for-production
+PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
+
+.PHONY: run build test tools unit lint fmt bench
+
+## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
+run: build
+	@token=$$(PUSHD_JWT_SECRET='$(DEV_JWT_SECRET)' $(PUSHD) token --user demo --ttl 24h) && \
+	echo "" && \
+	echo "  token (user demo, 24h): $$token" && \
+	echo "  WebSocket URL:          ws://$(LISTEN)/ws?token=$$token" && \
+	echo "  demo page:              http://$(LISTEN)/?token=$$token" && \
+	echo "  send a message:" && \
+	echo "    curl -sS -X POST http://$(LISTEN)/v1/messages -H 'Authorization: Bearer $(DEV_API_KEY)' -H 'Content-Type: application/json' -d '{\"to\":[\"demo\"],\"payload\":{\"hello\":\"world\"}}'" && \
+	echo "" && \
+	PUSHD_JWT_SECRET='$(DEV_JWT_SECRET)' PUSHD_API_KEY='$(DEV_API_KEY)' \
+	exec $(PUSHD) standalone --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+build:
+	$(CARGO) build -p pushd
+
+## test: install/build the real services the tests need (cached), then run every test
+test: tools
+	$(CARGO) test --workspace
+
+## tools: idempotent installer of redis, squid, dnsmasq, FerretDB, etcd, kube-apiserver, helm…
+tools:
+	bash tests/tools/install.sh
+
+## unit: tests that need no external service
+unit:
+	$(CARGO) test --workspace --lib
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## bench: idle-connection memory and connect rate of pushd standalone (release build)
+bench:
+	$(CARGO) bench -p pushd --bench idle_connections

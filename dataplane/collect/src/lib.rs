@@ -1,0 +1,131 @@
+//! Collect: the API business systems send messages to.
+//!
+//! `POST /v1/messages` validates, stores durably (only then `202 {"id"}`), and hands the stored
+//! message to dispatch. `GET /v1/messages/{id}` reports each recipient's state. Both need
+//! `Authorization: Bearer <api key>`.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use pushcluster_dispatch::Dispatcher;
+use pushcluster_proto::api::{Accepted, Limits, parse_submit};
+use pushcluster_server::{Resp, respond};
+use pushcluster_store::{MessageStore, Submitted};
+use pushcluster_telemetry::Metrics;
+
+/// The collect API.
+pub struct Collect {
+    pub store: Arc<dyn MessageStore>,
+    pub dispatcher: Dispatcher,
+    pub api_key: String,
+    pub limits: Limits,
+    pub metrics: Metrics,
+}
+
+impl Collect {
+    /// Handles `/v1/messages[/{id}]`; `None` for paths it does not own.
+    pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
+        let path = req.uri().path().to_owned();
+        let rest = path.strip_prefix("/v1/messages")?;
+        if !self.authorized(req.headers()) {
+            let mut resp = respond::error(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid API key: send Authorization: Bearer <PUSHD_API_KEY>",
+                None,
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Some(resp);
+        }
+        Some(match (req.method().clone(), rest) {
+            (Method::POST, "" | "/") => self.submit(req).await,
+            (Method::GET, id) if id.len() > 1 && !id[1..].contains('/') => {
+                self.status(&id[1..]).await
+            }
+            (_, "" | "/") => method_not_allowed("POST"),
+            (_, _) => method_not_allowed("GET"),
+        })
+    }
+
+    fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        let Some(given) = respond::bearer(headers) else {
+            return false;
+        };
+        // Constant-time comparison.
+        let (a, b) = (given.as_bytes(), self.api_key.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    async fn submit(&self, req: Request<Incoming>) -> Resp {
+        let body = match pushcluster_server::respond::read_body(
+            req.into_body(),
+            self.limits.max_body_bytes(),
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        };
+        let msg = match parse_submit(&body, &self.limits) {
+            Ok(m) => m,
+            Err(invalid) => {
+                let status =
+                    StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
+                return respond::error(status, invalid.message, invalid.field);
+            }
+        };
+        let submitted = match self.store.submit(msg).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.store_error(e.metric_label());
+                tracing::error!(error = %e, "failed to store message");
+                let mut resp = respond::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "message store unavailable; nothing was accepted, retry later",
+                    None,
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
+        };
+        let accepted = Accepted {
+            id: submitted.id().to_owned(),
+            duplicate: matches!(submitted, Submitted::Duplicate { .. }),
+        };
+        if let Submitted::New(stored) = submitted {
+            self.metrics.messages_accepted.inc();
+            let report = self.dispatcher.dispatch(&stored).await;
+            tracing::debug!(id = %stored.id, ?report, "dispatched");
+        }
+        respond::json(StatusCode::ACCEPTED, &accepted)
+    }
+
+    async fn status(&self, id: &str) -> Resp {
+        match self.store.status(id).await {
+            Ok(Some(status)) => respond::json(StatusCode::OK, &status),
+            Ok(None) => respond::error(
+                StatusCode::NOT_FOUND,
+                format!("no message with id {id}"),
+                Some("id"),
+            ),
+            Err(e) => {
+                self.metrics.store_error(e.metric_label());
+                respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+            }
+        }
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut resp = respond::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; use {allow}"),
+        None,
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}

@@ -1,0 +1,153 @@
+//! Configuration: clap argument groups, each flag also an environment variable `PUSHD_…`.
+//! Roles flatten the groups they need and validate them into typed values before binding
+//! any socket; a bad value exits with code 64 (EX_USAGE).
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use pushcluster_proto::api::Limits;
+use pushcluster_telemetry::LogFormat;
+
+/// Exit code for invalid configuration (sysexits EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum LogFormatArg {
+    #[default]
+    Plain,
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format on stderr (filter with RUST_LOG, default info).
+    #[arg(long, env = "PUSHD_LOG_FORMAT", value_enum, default_value = "plain")]
+    pub log_format: LogFormatArg,
+}
+
+impl LogArgs {
+    pub fn format(&self) -> LogFormat {
+        match self.log_format {
+            LogFormatArg::Plain => LogFormat::Plain,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// Limits on accepted messages.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Largest accepted `payload`, in bytes (larger → 413).
+    #[arg(long, env = "PUSHD_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024)]
+    pub max_payload_bytes: usize,
+    /// Most recipients in one message (more → 413).
+    #[arg(long, env = "PUSHD_MAX_RECIPIENTS", default_value_t = 10_000)]
+    pub max_recipients: usize,
+    /// TTL of a message that gives no `ttl_secs`.
+    #[arg(long, env = "PUSHD_DEFAULT_TTL_SECS", default_value_t = 86_400)]
+    pub default_ttl_secs: u64,
+    /// Largest accepted `ttl_secs`.
+    #[arg(long, env = "PUSHD_MAX_TTL_SECS", default_value_t = 30 * 86_400)]
+    pub max_ttl_secs: u64,
+}
+
+impl LimitsArgs {
+    pub fn limits(&self) -> Result<Limits, ConfigError> {
+        if self.max_payload_bytes == 0 || self.max_recipients == 0 {
+            return Err(ConfigError(
+                "--max-payload-bytes and --max-recipients must be positive".into(),
+            ));
+        }
+        if self.default_ttl_secs == 0 || self.default_ttl_secs > self.max_ttl_secs {
+            return Err(ConfigError(
+                "--default-ttl-secs must be between 1 and --max-ttl-secs".into(),
+            ));
+        }
+        Ok(Limits {
+            max_payload_bytes: self.max_payload_bytes,
+            max_recipients: self.max_recipients,
+            default_ttl_secs: self.default_ttl_secs,
+            max_ttl_secs: self.max_ttl_secs,
+        })
+    }
+}
+
+/// Client connections of a push node.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Messages queued per connection; a client that falls further behind is closed
+    /// (code 1013) and resumes on reconnect.
+    #[arg(long, env = "PUSHD_SEND_QUEUE", default_value_t = 1024)]
+    pub send_queue: usize,
+    /// WebSocket ping period.
+    #[arg(long, env = "PUSHD_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+    /// Close a connection with no inbound frame (including pongs) for this long.
+    #[arg(long, env = "PUSHD_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Close a connection whose socket write takes longer than this.
+    #[arg(long, env = "PUSHD_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+    /// Read buffer per connection, in bytes (memory per idle connection grows with it).
+    #[arg(long, env = "PUSHD_WS_READ_BUFFER", default_value_t = 1024)]
+    pub ws_read_buffer: usize,
+}
+
+impl ConnArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.send_queue == 0 {
+            return Err(ConfigError("--send-queue must be positive".into()));
+        }
+        if self.ping_interval.is_zero() || self.idle_timeout <= self.ping_interval {
+            return Err(ConfigError(
+                "--idle-timeout must be longer than a positive --ping-interval".into(),
+            ));
+        }
+        if self.ws_read_buffer < 128 {
+            return Err(ConfigError("--ws-read-buffer must be at least 128".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Shared secrets.
+#[derive(Debug, Clone, Args)]
+pub struct SecretArgs {
+    /// HS256 secret that client JWTs are signed with.
+    #[arg(long, env = "PUSHD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Key business systems send as `Authorization: Bearer <key>` to the HTTP API.
+    #[arg(long, env = "PUSHD_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+}
+
+impl SecretArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_secret.len() < 16 {
+            return Err(ConfigError(
+                "PUSHD_JWT_SECRET must be at least 16 bytes".into(),
+            ));
+        }
+        if self.api_key.len() < 16 {
+            return Err(ConfigError(
+                "PUSHD_API_KEY must be at least 16 bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Args)]
+pub struct ShutdownArgs {
+    /// On SIGTERM: how long to drain connections before exiting anyway.
+    #[arg(long, env = "PUSHD_GRACE_PERIOD", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace_period: Duration,
+}

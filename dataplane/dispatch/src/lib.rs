@@ -1,0 +1,104 @@
+//! Dispatch: where is a message routed?
+//!
+//! - [`routes`]: the [`RouteTable`] seam (user → nodes holding the user's connections), with the
+//!   in-memory table used by `pushd standalone`. The cluster implements it on Redis.
+//! - [`transport`]: the [`NodeTransport`] seam that carries deliveries to a push node
+//!   (in-process channels in standalone, a gRPC stream per node in the cluster).
+//! - [`Dispatcher`]: for each recipient of a stored message, look up the nodes and forward.
+//!   Routes are looked up only after the message is stored, and push nodes write the route
+//!   before replaying pending messages, so a message stored while its user connects is either
+//!   forwarded or replayed — never neither.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pushcluster_proto::delivery::{Delivery, NodeId};
+use pushcluster_store::StoredMessage;
+
+pub mod routes;
+pub mod transport;
+
+pub use routes::{MemoryRouteTable, RouteError, RouteTable};
+pub use transport::{NodeTransport, Outcome, TransportError};
+
+/// Forwards stored messages to the nodes that hold their recipients.
+#[derive(Clone)]
+pub struct Dispatcher {
+    routes: Arc<dyn RouteTable>,
+    transport: Arc<dyn NodeTransport>,
+}
+
+/// What happened to one message, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Deliveries handed to a node that holds the user.
+    pub forwarded: usize,
+    /// Recipients with no live route: their message stays pending until they connect.
+    pub offline: usize,
+    /// Deliveries that could not be forwarded now (they stay pending).
+    pub failed: usize,
+}
+
+impl Dispatcher {
+    pub fn new(routes: Arc<dyn RouteTable>, transport: Arc<dyn NodeTransport>) -> Self {
+        Dispatcher { routes, transport }
+    }
+
+    /// Forwards `msg` to every node holding one of its recipients. Never loses anything: what
+    /// is not forwarded stays pending in the store and is replayed when the user connects.
+    pub async fn dispatch(&self, msg: &StoredMessage) -> DispatchReport {
+        let mut report = DispatchReport::default();
+        let mut per_node: BTreeMap<NodeId, Vec<Delivery>> = BTreeMap::new();
+        for (user, seq) in &msg.recipients {
+            let nodes = match self.routes.lookup(user).await {
+                Ok(nodes) => nodes,
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "route lookup failed; message stays pending");
+                    report.failed += 1;
+                    continue;
+                }
+            };
+            if nodes.is_empty() {
+                report.offline += 1;
+            }
+            for node in nodes {
+                per_node.entry(node).or_default().push(Delivery {
+                    user: user.clone(),
+                    id: msg.id.clone(),
+                    seq: *seq,
+                    payload: msg.payload.clone(),
+                    created_at_ms: msg.created_at_ms,
+                    expires_at_ms: msg.expires_at_ms,
+                });
+            }
+        }
+        for (node, batch) in per_node {
+            let users: Vec<String> = batch.iter().map(|d| d.user.clone()).collect();
+            match self.transport.deliver(&node, batch).await {
+                Ok(outcomes) => {
+                    for (user, outcome) in users.iter().zip(outcomes) {
+                        match outcome {
+                            Outcome::Queued => report.forwarded += 1,
+                            Outcome::NotHere => {
+                                // Stale route: remove only this node's entry.
+                                report.offline += 1;
+                                if let Err(e) = self.routes.remove(user, &node).await {
+                                    tracing::warn!(%user, %node, error = %e, "failed to drop stale route");
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%node, error = %e, retry = e.is_retryable(), "forwarding failed; messages stay pending");
+                    report.failed += users.len();
+                }
+            }
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,274 @@
+//! Bodies of the collect HTTP API (`POST /v1/messages`, `GET /v1/messages/{id}`).
+//!
+//! Validation happens here, once, so every role that accepts messages (standalone, collect,
+//! gRPC `Submit`) rejects the same inputs with the same field names.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// Longest accepted user id, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 256;
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// Limits applied to a submitted message.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+    pub max_recipients: usize,
+    pub default_ttl_secs: u64,
+    pub max_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 64 * 1024,
+            max_recipients: 10_000,
+            default_ttl_secs: 24 * 3600,
+            max_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest request body worth reading: anything above is 413 without parsing.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_payload_bytes + self.max_recipients * (MAX_USER_ID_BYTES + 4) + 8 * 1024
+    }
+}
+
+/// A message that passed validation.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Recipients, deduplicated, in the order given.
+    pub to: Vec<String>,
+    pub payload: Box<RawValue>,
+    pub ttl_secs: u64,
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a request was refused; maps to an HTTP status and a JSON body naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    /// 400 or 413.
+    pub status: u16,
+    /// The offending field, when there is one.
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl Invalid {
+    fn bad(field: &'static str, message: impl Into<String>) -> Self {
+        Invalid {
+            status: 400,
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+    fn too_large(field: &'static str, message: impl Into<String>) -> Self {
+        Invalid {
+            status: 413,
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSubmit {
+    to: Option<Value>,
+    payload: Option<Box<RawValue>>,
+    ttl_secs: Option<Value>,
+    idempotency_key: Option<Value>,
+}
+
+/// Parses and validates a `POST /v1/messages` body.
+pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid> {
+    let raw: RawSubmit = serde_json::from_slice(body).map_err(|e| Invalid {
+        status: 400,
+        field: None,
+        message: if e.is_syntax() || e.is_eof() {
+            format!("malformed JSON: {e}")
+        } else {
+            format!("body must be a JSON object: {e}")
+        },
+    })?;
+
+    let to = match raw.to {
+        None | Some(Value::Null) => return Err(Invalid::bad("to", "`to` is required")),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(Invalid::bad(
+                "to",
+                "`to` must be an array of user id strings",
+            ));
+        }
+    };
+    if to.is_empty() {
+        return Err(Invalid::bad("to", "`to` must name at least one user"));
+    }
+    if to.len() > limits.max_recipients {
+        return Err(Invalid::too_large(
+            "to",
+            format!(
+                "`to` has {} recipients; the limit is {}",
+                to.len(),
+                limits.max_recipients
+            ),
+        ));
+    }
+    let mut users = Vec::with_capacity(to.len());
+    let mut seen = std::collections::HashSet::with_capacity(to.len());
+    for (i, item) in to.into_iter().enumerate() {
+        let Value::String(user) = item else {
+            return Err(Invalid::bad("to", format!("`to[{i}]` must be a string")));
+        };
+        validate_user_id(&user).map_err(|m| Invalid::bad("to", format!("`to[{i}]` {m}")))?;
+        if seen.insert(user.clone()) {
+            users.push(user);
+        }
+    }
+
+    let Some(payload) = raw.payload else {
+        return Err(Invalid::bad(
+            "payload",
+            "`payload` is required (any JSON value)",
+        ));
+    };
+    if payload.get().len() > limits.max_payload_bytes {
+        return Err(Invalid::too_large(
+            "payload",
+            format!(
+                "`payload` is {} bytes; the limit is {}",
+                payload.get().len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+
+    let ttl_secs = match raw.ttl_secs {
+        None | Some(Value::Null) => limits.default_ttl_secs,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(t) if t >= 1 && t <= limits.max_ttl_secs => t,
+            _ => {
+                return Err(Invalid::bad(
+                    "ttl_secs",
+                    format!(
+                        "`ttl_secs` must be an integer from 1 to {}",
+                        limits.max_ttl_secs
+                    ),
+                ));
+            }
+        },
+        Some(_) => return Err(Invalid::bad("ttl_secs", "`ttl_secs` must be an integer")),
+    };
+
+    let idempotency_key = match raw.idempotency_key {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_BYTES => Some(k),
+        Some(_) => {
+            return Err(Invalid::bad(
+                "idempotency_key",
+                format!(
+                    "`idempotency_key` must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes"
+                ),
+            ));
+        }
+    };
+
+    Ok(NewMessage {
+        to: users,
+        payload,
+        ttl_secs,
+        idempotency_key,
+    })
+}
+
+/// Checks a user id (from a token's `sub` or a recipient list).
+pub fn validate_user_id(user: &str) -> Result<(), &'static str> {
+    if user.is_empty() {
+        return Err("must not be empty");
+    }
+    if user.len() > MAX_USER_ID_BYTES {
+        return Err("is longer than 256 bytes");
+    }
+    if user.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    Ok(())
+}
+
+/// `202 Accepted` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: String,
+    /// True when the idempotency key matched an earlier message (nothing new was sent).
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// Delivery state of one recipient of a message.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientState {
+    Pending,
+    Delivered,
+    Acked,
+    Expired,
+}
+
+impl RecipientState {
+    /// The state after an event, enforcing that status only moves forward:
+    /// pending → delivered → acked, and pending/delivered → expired; acked and expired are final.
+    pub fn advance(self, to: RecipientState) -> RecipientState {
+        use RecipientState::*;
+        match (self, to) {
+            (Acked, _) | (Expired, _) => self,
+            (Delivered, Pending) => Delivered,
+            (_, next) => next,
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        use RecipientState::*;
+        [Pending, Delivered, Acked, Expired]
+            .get(v as usize)
+            .copied()
+    }
+}
+
+/// One recipient in `GET /v1/messages/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecipientStatus {
+    pub user: String,
+    pub seq: u64,
+    pub state: RecipientState,
+}
+
+/// `GET /v1/messages/{id}` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageStatus {
+    pub id: String,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// Every error response of the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+use super::*;
+
+fn parse(body: &str) -> Result<NewMessage, Invalid> {
+    parse_submit(body.as_bytes(), &Limits::default())
+}
+
+#[test]
+fn accepts_a_minimal_message_and_dedupes_recipients() {
+    let m = parse(r#"{"to":["a","b","a"],"payload":{"x":1}}"#).unwrap();
+    assert_eq!(m.to, vec!["a", "b"]);
+    assert_eq!(m.payload.get(), r#"{"x":1}"#);
+    assert_eq!(m.ttl_secs, Limits::default().default_ttl_secs);
+    assert_eq!(m.idempotency_key, None);
+}
+
+#[test]
+fn names_the_field_of_each_bad_input() {
+    let cases = [
+        (r#"{"payload":1}"#, 400, Some("to")),
+        (r#"{"to":[],"payload":1}"#, 400, Some("to")),
+        (r#"{"to":"a","payload":1}"#, 400, Some("to")),
+        (r#"{"to":[1],"payload":1}"#, 400, Some("to")),
+        (r#"{"to":[""],"payload":1}"#, 400, Some("to")),
+        (r#"{"to":["a"]}"#, 400, Some("payload")),
+        (
+            r#"{"to":["a"],"payload":1,"ttl_secs":"x"}"#,
+            400,
+            Some("ttl_secs"),
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"ttl_secs":0}"#,
+            400,
+            Some("ttl_secs"),
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"ttl_secs":-5}"#,
+            400,
+            Some("ttl_secs"),
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"idempotency_key":3}"#,
+            400,
+            Some("idempotency_key"),
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"idempotency_key":""}"#,
+            400,
+            Some("idempotency_key"),
+        ),
+        (r#"{"to":["a"],"payload":"#, 400, None),
+        (r#"[1,2]"#, 400, None),
+    ];
+    for (body, status, field) in cases {
+        let err = parse(body).expect_err(body);
+        assert_eq!((err.status, err.field), (status, field), "{body}: {err}");
+    }
+    let err = parse("{nope").unwrap_err();
+    assert!(err.message.starts_with("malformed JSON"), "{}", err.message);
+}
+
+#[test]
+fn oversized_inputs_are_413() {
+    let limits = Limits {
+        max_payload_bytes: 10,
+        max_recipients: 2,
+        ..Limits::default()
+    };
+    let err = parse_submit(br#"{"to":["a"],"payload":"0123456789abc"}"#, &limits).unwrap_err();
+    assert_eq!((err.status, err.field), (413, Some("payload")));
+    let err = parse_submit(br#"{"to":["a","b","c"],"payload":1}"#, &limits).unwrap_err();
+    assert_eq!((err.status, err.field), (413, Some("to")));
+}
+
+#[test]
+fn status_only_moves_forward() {
+    use RecipientState::*;
+    assert_eq!(Pending.advance(Delivered), Delivered);
+    assert_eq!(Delivered.advance(Acked), Acked);
+    assert_eq!(Pending.advance(Acked), Acked);
+    assert_eq!(Acked.advance(Delivered), Acked);
+    assert_eq!(Acked.advance(Expired), Acked);
+    assert_eq!(Delivered.advance(Expired), Expired);
+    assert_eq!(Expired.advance(Delivered), Expired);
+    assert_eq!(Delivered.advance(Pending), Delivered);
+    for s in [Pending, Delivered, Acked, Expired] {
+        assert_eq!(RecipientState::from_u8(s.as_u8()), Some(s));
+    }
+    assert_eq!(RecipientState::from_u8(9), None);
+}

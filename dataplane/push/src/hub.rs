@@ -1,0 +1,203 @@
+//! This node's connections, by user.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pushcluster_dispatch::{Outcome, RouteTable};
+use pushcluster_proto::delivery::{Delivery, NodeId};
+use pushcluster_proto::frame::encode_message;
+use pushcluster_telemetry::Metrics;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+const SHARDS: usize = 64;
+
+/// A delivery with its frame already encoded, shared by all of a user's devices.
+#[derive(Debug)]
+pub struct Outbound {
+    pub id: String,
+    pub seq: u64,
+    pub created_at_ms: u64,
+    pub frame: Utf8Bytes,
+}
+
+struct Entry {
+    conn: u64,
+    tx: mpsc::Sender<Arc<Outbound>>,
+}
+
+/// user → this node's connections of that user.
+pub struct Hub {
+    node: NodeId,
+    routes: Arc<dyn RouteTable>,
+    shards: Vec<Mutex<HashMap<String, Vec<Entry>>>>,
+    next_conn: AtomicU64,
+    draining: AtomicBool,
+    metrics: Metrics,
+}
+
+/// A registered connection's receiving half.
+pub struct Registration {
+    pub conn: u64,
+    pub rx: mpsc::Receiver<Arc<Outbound>>,
+}
+
+impl Hub {
+    pub fn new(node: NodeId, routes: Arc<dyn RouteTable>, metrics: Metrics) -> Hub {
+        Hub {
+            node,
+            routes,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            next_conn: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    fn shard(&self, user: &str) -> &Mutex<HashMap<String, Vec<Entry>>> {
+        // FNV-1a: stable and cheap.
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in user.as_bytes() {
+            h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+        }
+        &self.shards[(h % SHARDS as u64) as usize]
+    }
+
+    fn has_user(&self, user: &str) -> bool {
+        self.shard(user)
+            .lock()
+            .expect("hub lock")
+            .get(user)
+            .is_some_and(|v| !v.is_empty())
+    }
+
+    /// Adds a connection and writes the route **before** returning, so that anything stored
+    /// after this returns is either forwarded here or found by the replay that follows.
+    pub async fn register(
+        &self,
+        user: &str,
+        queue: usize,
+    ) -> Result<Registration, pushcluster_dispatch::RouteError> {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        self.shard(user)
+            .lock()
+            .expect("hub lock")
+            .entry(user.to_owned())
+            .or_default()
+            .push(Entry { conn, tx });
+        if let Err(e) = self.routes.add(user, &self.node).await {
+            self.remove_local(user, conn);
+            return Err(e);
+        }
+        Ok(Registration { conn, rx })
+    }
+
+    /// Removes `conn` (idempotent). Drops the route when it was the user's last connection here.
+    pub async fn unregister(&self, user: &str, conn: u64) {
+        if self.remove_local(user, conn) {
+            self.drop_route(user).await;
+        }
+    }
+
+    /// Returns true when the user has no connection left here.
+    fn remove_local(&self, user: &str, conn: u64) -> bool {
+        let mut shard = self.shard(user).lock().expect("hub lock");
+        let Some(list) = shard.get_mut(user) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|e| e.conn != conn);
+        let removed = list.len() != before;
+        if list.is_empty() {
+            shard.remove(user);
+            return removed;
+        }
+        false
+    }
+
+    async fn drop_route(&self, user: &str) {
+        if let Err(e) = self.routes.remove(user, &self.node).await {
+            tracing::warn!(%user, error = %e, "failed to remove route");
+        }
+        // A connection of the same user may have registered meanwhile: restore its route.
+        if self.has_user(user)
+            && let Err(e) = self.routes.add(user, &self.node).await
+        {
+            tracing::warn!(%user, error = %e, "failed to restore route");
+        }
+    }
+
+    /// Queues deliveries to every connection of their users. A connection whose queue is full
+    /// is removed from the hub: it drains what it has, then closes with "reconnect to resume";
+    /// what it missed stays pending in the store.
+    pub async fn deliver(&self, batch: Vec<Delivery>) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut emptied = Vec::new();
+        for d in batch {
+            let out = Arc::new(Outbound {
+                frame: encode_message(&d.id, d.seq, &d.payload).into(),
+                id: d.id,
+                seq: d.seq,
+                created_at_ms: d.created_at_ms,
+            });
+            let mut shard = self.shard(&d.user).lock().expect("hub lock");
+            let Some(list) = shard.get_mut(&d.user) else {
+                outcomes.push(Outcome::NotHere);
+                continue;
+            };
+            let mut overflowed = 0;
+            list.retain(|e| match e.tx.try_send(out.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    overflowed += 1;
+                    false
+                }
+                // The connection task is gone; it unregisters itself.
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+            if overflowed > 0 {
+                self.metrics.queue_overflows.inc_by(overflowed);
+                tracing::info!(user = %d.user, overflowed, "send queue overflow; closing slow connection");
+            }
+            if list.is_empty() {
+                shard.remove(&d.user);
+                emptied.push(d.user);
+                // Nothing queued: the message stays pending and is replayed on reconnect.
+                outcomes.push(Outcome::NotHere);
+            } else {
+                outcomes.push(Outcome::Queued);
+            }
+        }
+        for user in emptied {
+            self.drop_route(&user).await;
+        }
+        outcomes
+    }
+
+    /// Starts draining: every connection's queue is closed, so each task finishes what it has
+    /// and closes with "going away, reconnect".
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        for shard in &self.shards {
+            shard.lock().expect("hub lock").clear();
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Number of users with at least one connection here.
+    pub fn users(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("hub lock").len())
+            .sum()
+    }
+}

@@ -1,0 +1,67 @@
+//! Push: the node that holds client WebSockets.
+//!
+//! - [`upgrade`]: `GET /ws` — token check before the upgrade (401 with a JSON reason), then the
+//!   WebSocket handshake.
+//! - [`hub`]: this node's user → connections map; registers routes and fans deliveries out to
+//!   each device's bounded send queue.
+//! - [`conn`]: one task per connection: replay what the user missed, then live deliveries in
+//!   seq order, acks, heartbeats, idle timeout, drain.
+//! - [`local`]: the in-process [`NodeTransport`](pushcluster_dispatch::NodeTransport) of
+//!   standalone mode.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushcluster_auth::TokenVerifier;
+use pushcluster_store::MessageStore;
+use pushcluster_telemetry::Metrics;
+
+pub mod conn;
+pub mod hub;
+pub mod local;
+pub mod upgrade;
+
+pub use hub::Hub;
+
+/// Tunables of a push node.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Messages queued per connection before it is closed as too slow.
+    pub send_queue: usize,
+    /// WebSocket ping period.
+    pub ping_interval: Duration,
+    /// A connection with no inbound frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// A socket write that takes longer closes the connection.
+    pub write_timeout: Duration,
+    /// tungstenite read buffer per connection (bytes); small keeps idle connections cheap.
+    pub read_buffer: usize,
+    /// Largest client frame accepted.
+    pub max_client_frame: usize,
+    /// Pending messages read per store round trip during replay.
+    pub replay_page: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            send_queue: 1024,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            read_buffer: 1024,
+            max_client_frame: 16 * 1024,
+            replay_page: 256,
+        }
+    }
+}
+
+/// Everything a connection task needs.
+pub struct PushService {
+    pub hub: Arc<Hub>,
+    pub store: Arc<dyn MessageStore>,
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub metrics: Metrics,
+    pub config: PushConfig,
+}

@@ -1,0 +1,83 @@
+//! Command line: `pushd <role|tool> [flags]`; every flag is also an env var `PUSHD_…`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use pushcluster_config::{ConnArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pushd",
+    version,
+    about = "pushcluster: WebSocket push notifications"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every role in one process, on an embedded store: no Redis or MongoDB needed.
+    Standalone(StandaloneArgs),
+    /// Print a client token (JWT, HS256 with PUSHD_JWT_SECRET) for a user.
+    Token(TokenArgs),
+    /// Post a message to a running server's HTTP API.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// Address for WebSocket clients, the HTTP API and /healthz, /readyz, /metrics.
+    #[arg(long, env = "PUSHD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of the embedded message store (created if missing).
+    #[arg(long, env = "PUSHD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// How often expired messages are swept.
+    #[arg(long, env = "PUSHD_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// User id (the token's `sub`).
+    #[arg(long)]
+    pub user: String,
+    /// Lifetime, e.g. 1h, 30m, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    #[arg(long, env = "PUSHD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Recipients (repeat the flag or separate with commas).
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// Payload: any JSON value.
+    #[arg(long)]
+    pub payload: String,
+    #[arg(long)]
+    pub ttl_secs: Option<u64>,
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Base URL of the server's HTTP API.
+    #[arg(long, env = "PUSHD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    #[arg(long, env = "PUSHD_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+}

@@ -1,0 +1,39 @@
+//! The `pushd` binary's library: command line ([`cli`]), the standalone wiring
+//! ([`standalone`]) and the small client tools ([`tools`]).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+pub mod cli;
+pub mod standalone;
+pub mod tools;
+
+/// Runs a parsed command line; maps errors to exit codes.
+pub async fn run(cli: cli::Cli) -> ExitCode {
+    match cli.command {
+        cli::Command::Standalone(args) => {
+            pushcluster_telemetry::init(args.log.format());
+            match standalone::Config::from_args(args) {
+                Ok(config) => {
+                    exit(standalone::run(config, pushcluster_server::shutdown::signal()).await)
+                }
+                Err(e) => {
+                    eprintln!("pushd: {e}");
+                    ExitCode::from(pushcluster_config::EXIT_CONFIG as u8)
+                }
+            }
+        }
+        cli::Command::Token(args) => exit(tools::token(args)),
+        cli::Command::Send(args) => exit(tools::send(args).await),
+    }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pushd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `pushd standalone`: auth, collect, dispatch and push in one process, joined by in-process
+//! channels, on the embedded redb store and the in-memory route table.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http::StatusCode;
+use prometheus_client::registry::Registry;
+use pushcluster_auth::JwtVerifier;
+use pushcluster_collect::Collect;
+use pushcluster_config::ConfigError;
+use pushcluster_dispatch::{Dispatcher, MemoryRouteTable};
+use pushcluster_proto::api::Limits;
+use pushcluster_proto::delivery::{NodeId, now_ms};
+use pushcluster_push::local::LocalTransport;
+use pushcluster_push::{Hub, PushConfig, PushService};
+use pushcluster_server::ops::Ops;
+use pushcluster_server::{Handler, Shutdown, respond};
+use pushcluster_store::MessageStore;
+use pushcluster_store::redb::RedbStore;
+use pushcluster_telemetry::Metrics;
+
+use crate::cli::StandaloneArgs;
+
+/// A minimal browser client (`GET /`): connects with `?token=`, shows and acks messages.
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// Validated configuration of `pushd standalone`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: std::net::SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: String,
+    pub api_key: String,
+    pub limits: Limits,
+    pub push: PushConfig,
+    pub grace_period: Duration,
+    pub sweep_interval: Duration,
+}
+
+impl Config {
+    pub fn from_args(a: StandaloneArgs) -> Result<Config, ConfigError> {
+        a.secrets.validate()?;
+        a.conn.validate()?;
+        Ok(Config {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            jwt_secret: a.secrets.jwt_secret,
+            api_key: a.secrets.api_key,
+            limits: a.limits.limits()?,
+            push: PushConfig {
+                send_queue: a.conn.send_queue,
+                ping_interval: a.conn.ping_interval,
+                idle_timeout: a.conn.idle_timeout,
+                write_timeout: a.conn.write_timeout,
+                read_buffer: a.conn.ws_read_buffer,
+                ..PushConfig::default()
+            },
+            grace_period: a.shutdown.grace_period,
+            sweep_interval: a.sweep_interval,
+        })
+    }
+}
+
+/// Runs until `stop` completes, then drains within the grace period.
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let store: Arc<dyn MessageStore> = Arc::new(RedbStore::open(&config.data_dir)?);
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let ops = Ops::new(registry);
+
+    let routes = Arc::new(MemoryRouteTable::default());
+    let hub = Arc::new(Hub::new(
+        NodeId("local".into()),
+        routes.clone(),
+        metrics.clone(),
+    ));
+    let dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }));
+    let collect = Arc::new(Collect {
+        store: store.clone(),
+        dispatcher,
+        api_key: config.api_key.clone(),
+        limits: config.limits,
+        metrics: metrics.clone(),
+    });
+    let push = Arc::new(PushService {
+        hub: hub.clone(),
+        store: store.clone(),
+        verifier: Arc::new(JwtVerifier::hs256(config.jwt_secret.as_bytes())),
+        metrics: metrics.clone(),
+        config: config.push.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let shutdown = Shutdown::default();
+    let sweeper = tokio::spawn(sweep(
+        store.clone(),
+        metrics.clone(),
+        config.sweep_interval,
+        shutdown.clone(),
+    ));
+    let server = tokio::spawn(pushcluster_server::serve(
+        listener,
+        handler(ops.clone(), collect, push),
+        shutdown.clone(),
+    ));
+    ops.set_ready(true);
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "pushd standalone ready");
+    // One machine-readable line on stdout, for scripts and tests.
+    println!("pushd listening on http://{addr}");
+
+    stop.await;
+    tracing::info!(grace = ?config.grace_period, "draining");
+    ops.set_ready(false);
+    shutdown.trigger();
+    hub.drain();
+    let drained = tokio::time::timeout(config.grace_period, async {
+        while metrics.connections.get() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = server.await;
+        let _ = sweeper.await;
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("drained; exiting"),
+        Err(_) => tracing::warn!(
+            open = metrics.connections.get(),
+            "grace period over; exiting with connections open"
+        ),
+    }
+    Ok(())
+}
+
+fn handler(ops: Arc<Ops>, collect: Arc<Collect>, push: Arc<PushService>) -> Handler {
+    Arc::new(move |req| {
+        let (ops, collect, push) = (ops.clone(), collect.clone(), push.clone());
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            if path == "/ws" {
+                return pushcluster_push::upgrade::handle(req, push).await;
+            }
+            if path == "/" && req.method() == http::Method::GET {
+                return respond::text(StatusCode::OK, DEMO_PAGE, "text/html; charset=utf-8");
+            }
+            if let Some(resp) = ops.handle(&path) {
+                return resp;
+            }
+            if let Some(resp) = collect.handle(req).await {
+                return resp;
+            }
+            respond::error(StatusCode::NOT_FOUND, format!("no route for {path}"), None)
+        })
+    })
+}
+
+async fn sweep(
+    store: Arc<dyn MessageStore>,
+    metrics: Metrics,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        match store.expire(now_ms()).await {
+            Ok(n) => {
+                metrics.messages_expired.inc_by(n);
+            }
+            Err(e) => {
+                metrics.store_error(e.metric_label());
+                tracing::warn!(error = %e, "expiry sweep failed");
+            }
+        }
+    }
+}
