@@ -1,0 +1,303 @@
+//! A real Kubernetes control plane: etcd + kube-apiserver (+ kube-controller-manager), started
+//! the way controller-runtime's envtest does it, with certificates made by `openssl`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use tempfile::TempDir;
+
+use crate::{Proc, free_port, require, run, tcp_ready, wait_ready};
+
+/// A running control plane. Clients authenticate as `admin` in `system:masters`.
+pub struct ControlPlane {
+    /// `https://127.0.0.1:PORT`.
+    pub server: String,
+    /// A kubeconfig accepted by `kubectl --kubeconfig` and [`ControlPlane::client`].
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    dir: TempDir,
+    // Drop order: controller-manager, apiserver, then etcd.
+    _controller_manager: Option<Proc>,
+    _apiserver: Proc,
+    _etcd: Proc,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let bin = crate::find_tool("openssl").expect("openssl (make tools)");
+    run(Command::new(bin).current_dir(dir).args(args)).expect("openssl");
+}
+
+/// CA, serving cert (127.0.0.1/localhost), admin client cert, service-account key pair.
+fn make_certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pushcluster-test-ca",
+    ]);
+    openssl(dir, &args);
+    std::fs::write(
+        dir.join("serving.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, subj, ext) in [
+        ("serving", "/CN=kube-apiserver", "serving.ext"),
+        ("admin", "/O=system:masters/CN=admin", "client.ext"),
+    ] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "sa.key",
+        ],
+    );
+    openssl(dir, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+}
+
+fn write_kubeconfig(dir: &Path, server: &str) -> PathBuf {
+    let b64 = |f: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(f)).unwrap())
+    };
+    let config = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: admin
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: test
+  context:
+    cluster: test
+    user: admin
+    namespace: default
+current-context: test
+",
+        ca = b64("ca.crt"),
+        cert = b64("admin.crt"),
+        key = b64("admin.key"),
+    );
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver, and with `controller_manager` also
+    /// kube-controller-manager (Deployments get ReplicaSets; owner-reference GC runs).
+    pub async fn start(controller_manager: bool) -> Option<ControlPlane> {
+        let etcd_bin = require("etcd")?;
+        let apiserver_bin = require("kube-apiserver")?;
+        let kubectl = require("kubectl")?;
+        let kcm_bin = if controller_manager {
+            Some(require("kube-controller-manager")?)
+        } else {
+            None
+        };
+        require("openssl")?;
+        let dir = tempfile::Builder::new()
+            .prefix("pushcluster-kube-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        make_certs(d);
+
+        let (client_port, peer_port) = (free_port(), free_port());
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut cmd = Command::new(etcd_bin);
+        cmd.arg("--data-dir")
+            .arg(d.join("etcd"))
+            .args(["--name", "default", "--unsafe-no-fsync=true"])
+            .args([
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .args(["--log-level", "warn"]);
+        let etcd_log = d.join("etcd.log");
+        let mut etcd = Proc::spawn("etcd", cmd, &etcd_log).expect("spawn etcd");
+        let etcd_addr = format!("127.0.0.1:{client_port}").parse().unwrap();
+        wait_ready("etcd", Duration::from_secs(20), || {
+            let alive = etcd.check_running(&etcd_log);
+            async move {
+                alive?;
+                tcp_ready(etcd_addr).await
+            }
+        })
+        .await
+        .expect("etcd ready");
+
+        let port = free_port();
+        let server = format!("https://127.0.0.1:{port}");
+        let p = |f: &str| d.join(f).display().to_string();
+        let mut cmd = Command::new(apiserver_bin);
+        cmd.arg(format!("--etcd-servers={etcd_url}"))
+            .arg(format!("--cert-dir={}", p("certs")))
+            .arg(format!("--tls-cert-file={}", p("serving.crt")))
+            .arg(format!("--tls-private-key-file={}", p("serving.key")))
+            .arg(format!("--client-ca-file={}", p("ca.crt")))
+            .arg(format!("--secure-port={port}"))
+            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+            .args([
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+            ])
+            .args([
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+            ])
+            .arg(format!("--service-account-issuer={server}"))
+            .arg(format!("--service-account-key-file={}", p("sa.pub")))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                p("sa.key")
+            ))
+            .arg("--v=0");
+        let api_log = d.join("kube-apiserver.log");
+        let mut apiserver = Proc::spawn("kube-apiserver", cmd, &api_log).expect("spawn apiserver");
+        let kubeconfig = write_kubeconfig(d, &server);
+        let kc = kubeconfig.clone();
+        wait_ready("kube-apiserver /readyz", Duration::from_secs(90), || {
+            let alive = apiserver.check_running(&api_log);
+            let kc = kc.clone();
+            async move {
+                alive?;
+                let client = client_from(&kc).await?;
+                let req = http::Request::get("/readyz").body(Vec::new())?;
+                let text = client.request_text(req).await?;
+                anyhow::ensure!(text.trim() == "ok", "readyz: {text}");
+                Ok(())
+            }
+        })
+        .await
+        .expect("kube-apiserver ready");
+
+        let controller_manager = kcm_bin.map(|bin| {
+            let mut cmd = Command::new(bin);
+            cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args([
+                    "--leader-elect=false",
+                    "--controllers=*",
+                    "--use-service-account-credentials=false",
+                ])
+                .arg(format!(
+                    "--service-account-private-key-file={}",
+                    p("sa.key")
+                ))
+                .arg(format!("--root-ca-file={}", p("ca.crt")))
+                .args([
+                    "--bind-address=127.0.0.1",
+                    &format!("--secure-port={}", free_port()),
+                ])
+                .arg(format!("--cert-dir={}", p("kcm-certs")))
+                .arg("--v=0");
+            Proc::spawn(
+                "kube-controller-manager",
+                cmd,
+                &d.join("kube-controller-manager.log"),
+            )
+            .expect("spawn kube-controller-manager")
+        });
+
+        Some(ControlPlane {
+            server,
+            kubeconfig,
+            kubectl,
+            dir,
+            _controller_manager: controller_manager,
+            _apiserver: apiserver,
+            _etcd: etcd,
+        })
+    }
+
+    /// A `kube::Client` for the admin user.
+    pub async fn client(&self) -> kube::Client {
+        client_from(&self.kubeconfig).await.expect("kube client")
+    }
+
+    /// Runs `kubectl --kubeconfig … args`, returning stdout (fails on a non-zero exit).
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        run(Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args))
+    }
+
+    /// Directory holding the certificates and component logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}

@@ -1,0 +1,139 @@
+//! MongoDB for tests: the real one from `MONGODB_URI`, else FerretDB (SQLite backend).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use tempfile::TempDir;
+
+use crate::{Proc, free_port, require, wait_ready};
+
+/// A MongoDB-compatible server and a database name unique to this test.
+pub struct Mongo {
+    pub uri: String,
+    pub database: String,
+    /// True when this is a real MongoDB from `MONGODB_URI`.
+    pub real: bool,
+    _proc: Option<Proc>,
+    _dir: Option<TempDir>,
+}
+
+fn unique_db() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "pushcluster_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Mongo {
+    /// `MONGODB_URI` if set, else a FerretDB started for this test; `None` to skip.
+    pub async fn start() -> Option<Mongo> {
+        if let Ok(uri) = std::env::var("MONGODB_URI") {
+            ping(&uri).await.expect("MONGODB_URI does not answer");
+            return Some(Mongo {
+                uri,
+                database: unique_db(),
+                real: true,
+                _proc: None,
+                _dir: None,
+            });
+        }
+        let bin = require("ferretdb")?;
+        let mut last = None;
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("pushcluster-ferretdb-")
+                .tempdir()
+                .unwrap();
+            let port = free_port();
+            let data = dir.path().join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--handler=sqlite")
+                .arg(format!("--sqlite-url=file:{}/", data.display()))
+                .arg(format!("--listen-addr=127.0.0.1:{port}"))
+                .arg(format!("--state-dir={}", dir.path().display()))
+                .args(["--telemetry=disable", "--debug-addr=-", "--log-level=warn"]);
+            let log = dir.path().join("ferretdb.log");
+            let mut proc = match Proc::spawn("ferretdb", cmd, &log) {
+                Ok(p) => p,
+                Err(e) => panic!("{e:#}"),
+            };
+            let uri = format!("mongodb://127.0.0.1:{port}/");
+            let ready = wait_ready("ferretdb", Duration::from_secs(20), || {
+                let alive = proc.check_running(&log);
+                let uri = uri.clone();
+                async move {
+                    alive?;
+                    ping(&uri).await
+                }
+            })
+            .await;
+            match ready {
+                Ok(()) => {
+                    return Some(Mongo {
+                        uri,
+                        database: unique_db(),
+                        real: false,
+                        _proc: Some(proc),
+                        _dir: Some(dir),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        panic!("ferretdb did not start: {:#}", last.unwrap());
+    }
+
+    pub async fn client(&self) -> mongodb::Client {
+        mongodb::Client::with_uri_str(&self.uri)
+            .await
+            .expect("mongodb client")
+    }
+
+    pub async fn db(&self) -> mongodb::Database {
+        self.client().await.database(&self.database)
+    }
+
+    /// Kills the server (FerretDB only): "MongoDB down" for failure tests.
+    pub fn kill(&mut self) {
+        if let Some(p) = self._proc.as_mut() {
+            p.kill();
+        }
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        if self.real {
+            // Leave a real MongoDB as we found it.
+            let (uri, db) = (self.uri.clone(), self.database.clone());
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let c = mongodb::Client::with_uri_str(&uri).await.ok()?;
+                    c.database(&db).drop().await.ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+async fn ping(uri: &str) -> anyhow::Result<()> {
+    let mut opts = mongodb::options::ClientOptions::parse(uri).await?;
+    opts.server_selection_timeout = Some(Duration::from_secs(2));
+    opts.connect_timeout = Some(Duration::from_secs(2));
+    let client = mongodb::Client::with_options(opts)?;
+    client
+        .database("admin")
+        .run_command(doc! {"hello": 1})
+        .await?;
+    Ok(())
+}
