@@ -33,7 +33,7 @@ if ((${#need_debs[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_debs[@]}" >/dev/null
 fi
 for t in redis-server:/usr/bin/redis-server redis-cli:/usr/bin/redis-cli squid:/usr/sbin/squid \
-         dnsmasq:/usr/sbin/dnsmasq openssl:/usr/bin/openssl htpasswd:/usr/bin/htpasswd; do
+         dnsmasq:/usr/sbin/dnsmasq openssl:/usr/bin/openssl protoc:/usr/bin/protoc; do
   name="${t%%:*}"; path="${t#*:}"
   if [ -x "$path" ]; then ln -sf "$path" "$BIN/$name"; else failed+=("$name (Debian package)"); fi
 done
@@ -49,7 +49,7 @@ go_build() {
   mkdir -p "$dir/bin"
   local ok=0
   if [ -n "$moddir" ]; then
-    (cd "$moddir" && nice -n 10 go build -trimpath -o "$dir/bin/$name.tmp" "$pkg") && ok=1
+    (cd "$moddir" && nice -n 10 go build -trimpath -ldflags "${GO_LDFLAGS:-}" -o "$dir/bin/$name.tmp" "$pkg") && ok=1
   else
     GOBIN="$dir/bin.tmp" nice -n 10 go install -trimpath "$pkg" && \
       mv "$dir/bin.tmp/$(basename "${pkg%@*}")" "$dir/bin/$name.tmp" && rm -rf "$dir/bin.tmp" && ok=1
@@ -89,6 +89,12 @@ module_build "ferretdb-$FERRETDB_VERSION" github.com/FerretDB/FerretDB "$FERRETD
   ferretdb=github.com/FerretDB/FerretDB/cmd/ferretdb
 module_build "etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" \
   etcd=go.etcd.io/etcd/server/v3
+# Stamp the version the binaries report (and that helm and clients see at /version).
+k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
+GO_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor \
+-X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
+-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$k8s_minor" \
 module_build "kubernetes-$K8S_VERSION" k8s.io/kubernetes "$K8S_VERSION" "$K8S_STAGING_VERSION" \
   kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \

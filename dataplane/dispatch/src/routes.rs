@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use pushcluster_proto::delivery::NodeId;
 
+pub mod redis;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error("route table unavailable: {0}")]

@@ -10,3 +10,4 @@ pub mod api;
 pub mod close;
 pub mod delivery;
 pub mod frame;
+pub mod grpc;

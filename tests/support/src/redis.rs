@@ -26,10 +26,6 @@ impl Redis {
 
     pub async fn start_with(extra: &[&str]) -> Option<Redis> {
         let bin = require("redis-server")?;
-        let dir = tempfile::Builder::new()
-            .prefix("pushcluster-redis-")
-            .tempdir()
-            .unwrap();
         let mut last = None;
         for _ in 0..5 {
             let port = free_port();
@@ -37,7 +33,10 @@ impl Redis {
                 port,
                 url: format!("redis://127.0.0.1:{port}"),
                 bin: bin.clone(),
-                dir: tempfile::tempdir_in(dir.path()).unwrap(),
+                dir: tempfile::Builder::new()
+                    .prefix("pushcluster-redis-")
+                    .tempdir()
+                    .unwrap(),
                 proc: None,
                 args: extra.iter().map(|s| s.to_string()).collect(),
             };
@@ -120,17 +119,20 @@ impl RedisCluster {
         }
         cmd.args(["--cluster-replicas", "0", "--cluster-yes"]);
         run(&mut cmd).expect("redis-cli --cluster create");
-        let port = nodes[0].port;
-        wait_ready("redis cluster", Duration::from_secs(20), || {
-            let out = run(Command::new(&cli).args(["-p", &port.to_string(), "cluster", "info"]));
-            async move {
-                let out = out?;
-                anyhow::ensure!(out.contains("cluster_state:ok"), "{out}");
-                Ok(())
-            }
-        })
-        .await
-        .expect("redis cluster ok");
+        // Every node must agree the cluster is up before clients use it.
+        for port in nodes.iter().map(|n| n.port) {
+            wait_ready("redis cluster", Duration::from_secs(20), || {
+                let out =
+                    run(Command::new(&cli).args(["-p", &port.to_string(), "cluster", "info"]));
+                async move {
+                    let out = out?;
+                    anyhow::ensure!(out.contains("cluster_state:ok"), "{out}");
+                    Ok(())
+                }
+            })
+            .await
+            .expect("redis cluster ok");
+        }
         Some(RedisCluster { nodes })
     }
 
