@@ -3,7 +3,12 @@
 //! - [`TokenVerifier`]: the seam push nodes call on every connect. Standalone mode verifies
 //!   in process with [`JwtVerifier`]; the cluster calls the auth role over gRPC.
 //! - [`issue`]: signs a token (for `pushd token` and tests).
+//! - [`keys`]: an HS256 secret reloaded from a file without restart.
+//! - [`grpc`]: the auth role's gRPC service and the push nodes' client with a verdict cache.
 #![forbid(unsafe_code)]
+
+pub mod grpc;
+pub mod keys;
 
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
-use pushcluster_dispatch::Dispatcher;
-use pushcluster_proto::api::{Accepted, Limits, parse_submit};
+use pushcluster_dispatch::service::Handoff;
+use pushcluster_proto::api::{Accepted, Invalid, Limits, NewMessage, parse_submit};
 use pushcluster_server::{Resp, respond};
 use pushcluster_store::{MessageStore, Submitted};
 use pushcluster_telemetry::Metrics;
@@ -18,7 +18,7 @@ use pushcluster_telemetry::Metrics;
 /// The collect API.
 pub struct Collect {
     pub store: Arc<dyn MessageStore>,
-    pub dispatcher: Dispatcher,
+    pub handoff: Arc<dyn Handoff>,
     pub api_key: String,
     pub limits: Limits,
     pub metrics: Metrics,
@@ -76,11 +76,9 @@ impl Collect {
                 return respond::error(status, invalid.message, invalid.field);
             }
         };
-        let submitted = match self.store.submit(msg).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.metrics.store_error(e.metric_label());
-                tracing::error!(error = %e, "failed to store message");
+        match self.accept(msg).await {
+            Ok(accepted) => respond::json(StatusCode::ACCEPTED, &accepted),
+            Err(()) => {
                 let mut resp = respond::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "message store unavailable; nothing was accepted, retry later",
@@ -88,7 +86,19 @@ impl Collect {
                 );
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return resp;
+                resp
+            }
+        }
+    }
+
+    /// Stores a validated message, then hands it to dispatch. `Err` means nothing was stored.
+    pub async fn accept(&self, msg: NewMessage) -> Result<Accepted, ()> {
+        let submitted = match self.store.submit(msg).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.store_error(e.metric_label());
+                tracing::error!(error = %e, "failed to store message");
+                return Err(());
             }
         };
         let accepted = Accepted {
@@ -97,10 +107,31 @@ impl Collect {
         };
         if let Submitted::New(stored) = submitted {
             self.metrics.messages_accepted.inc();
-            let report = self.dispatcher.dispatch(&stored).await;
+            let report = self.handoff.handoff(&stored).await;
             tracing::debug!(id = %stored.id, ?report, "dispatched");
         }
-        respond::json(StatusCode::ACCEPTED, &accepted)
+        Ok(accepted)
+    }
+
+    /// Validates a gRPC `Submit` exactly like an HTTP body.
+    pub fn validate_submit(
+        &self,
+        req: &pushcluster_proto::grpc::SubmitRequest,
+    ) -> Result<NewMessage, Invalid> {
+        let payload =
+            serde_json::value::RawValue::from_string(req.payload.clone()).map_err(|e| Invalid {
+                status: 400,
+                field: Some("payload"),
+                message: format!("`payload` is not JSON: {e}"),
+            })?;
+        let mut body = serde_json::json!({"to": req.to, "payload": payload});
+        if req.ttl_secs > 0 {
+            body["ttl_secs"] = req.ttl_secs.into();
+        }
+        if !req.idempotency_key.is_empty() {
+            body["idempotency_key"] = req.idempotency_key.clone().into();
+        }
+        parse_submit(body.to_string().as_bytes(), &self.limits)
     }
 
     async fn status(&self, id: &str) -> Resp {
@@ -116,6 +147,36 @@ impl Collect {
                 respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
             }
         }
+    }
+}
+
+/// The collect role's gRPC `Submit`, for high-volume producers (same validation as HTTP).
+pub struct SubmitService {
+    pub collect: Arc<Collect>,
+}
+
+#[tonic::async_trait]
+impl pushcluster_proto::grpc::collect_server::Collect for SubmitService {
+    async fn submit(
+        &self,
+        req: tonic::Request<pushcluster_proto::grpc::SubmitRequest>,
+    ) -> Result<tonic::Response<pushcluster_proto::grpc::SubmitResponse>, tonic::Status> {
+        let msg = self
+            .collect
+            .validate_submit(req.get_ref())
+            .map_err(|e| match e.status {
+                413 => tonic::Status::resource_exhausted(e.message),
+                _ => tonic::Status::invalid_argument(e.message),
+            })?;
+        let accepted = self.collect.accept(msg).await.map_err(|()| {
+            tonic::Status::unavailable("message store unavailable; nothing was accepted")
+        })?;
+        Ok(tonic::Response::new(
+            pushcluster_proto::grpc::SubmitResponse {
+                id: accepted.id,
+                duplicate: accepted.duplicate,
+            },
+        ))
     }
 }
 

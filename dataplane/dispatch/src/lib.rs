@@ -75,7 +75,7 @@ impl Dispatcher {
         }
         for (node, batch) in per_node {
             let users: Vec<String> = batch.iter().map(|d| d.user.clone()).collect();
-            match self.transport.deliver(&node, batch).await {
+            match self.deliver_with_retry(&node, batch).await {
                 Ok(outcomes) => {
                     for (user, outcome) in users.iter().zip(outcomes) {
                         match outcome {
@@ -98,7 +98,33 @@ impl Dispatcher {
         }
         report
     }
+
+    /// Delivers a batch, retrying retryable failures with backoff (the node dedupes by seq).
+    async fn deliver_with_retry(
+        &self,
+        node: &NodeId,
+        batch: Vec<Delivery>,
+    ) -> Result<Vec<Outcome>, TransportError> {
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.transport.deliver(node, batch.clone()).await {
+                Err(e) if e.is_retryable() && attempt < RETRIES => {
+                    tracing::debug!(%node, error = %e, attempt, "retrying delivery");
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
 }
+
+/// Attempts per batch before giving up (what is not forwarded stays pending in the store).
+const RETRIES: u32 = 4;
+
+pub mod service;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,8 @@
 //! Carrying deliveries to a push node.
 
+pub mod addressing;
+pub mod grpc;
+
 use async_trait::async_trait;
 use pushcluster_proto::delivery::{Delivery, NodeId};
 

@@ -70,6 +70,11 @@ struct Conn<S> {
     /// Highest seq this client has been sent (or told us it has seen). Every pending message
     /// at or below it has been sent on this connection.
     high: u64,
+    /// Seqs at or below `high` that were never sent here (they were not visible when `high`
+    /// moved past them). With MongoDB a concurrent submit can make a seq visible late; it is
+    /// still delivered when it arrives. Bounded: the oldest are forgotten (they stay pending
+    /// and are replayed on the next connect).
+    gaps: std::collections::VecDeque<u64>,
     last_seen: Instant,
     svc: Arc<PushService>,
 }
@@ -80,6 +85,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             ws,
             user,
             high: last_seq,
+            gaps: Default::default(),
             last_seen: Instant::now(),
             svc,
         }
@@ -142,8 +148,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 })?;
             let full = page.items.len() >= page_size;
             for p in page.items {
-                if until.is_some_and(|u| p.seq > u) {
-                    self.high = self.high.max(until.unwrap_or(0));
+                if let Some(u) = until
+                    && p.seq > u
+                {
+                    self.advance_high(u);
                     return Ok(());
                 }
                 let text = frame::encode_message(&p.id, p.seq, &p.payload);
@@ -156,14 +164,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Some(u) => u.min(page.high_seq),
                     None => page.high_seq,
                 };
-                self.high = self.high.max(bound);
+                self.advance_high(bound);
                 return Ok(());
             }
         }
     }
 
     async fn live(&mut self, out: &Outbound) -> Result<(), End> {
+        if out.resync {
+            return self.catch_up(None).await;
+        }
         if out.seq <= self.high {
+            if let Some(i) = self.gaps.iter().position(|g| *g == out.seq) {
+                // A late arrival: never sent here, deliver it now.
+                self.gaps.remove(i);
+                return self
+                    .deliver(&out.id, out.seq, out.created_at_ms, out.frame.clone())
+                    .await;
+            }
             return Ok(()); // already sent by a replay
         }
         if out.seq > self.high + 1 {
@@ -186,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         text: tokio_tungstenite::tungstenite::Utf8Bytes,
     ) -> Result<(), End> {
         self.send(Message::Text(text)).await?;
-        self.high = self.high.max(seq);
+        self.advance_high(seq);
         let m = &self.svc.metrics;
         m.messages_delivered.inc();
         m.delivery_latency
@@ -195,6 +213,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             m.store_error(e.metric_label());
         }
         Ok(())
+    }
+
+    /// Moves `high` up to `to`, remembering skipped seqs as gaps.
+    fn advance_high(&mut self, to: u64) {
+        const MAX_GAPS: usize = 64;
+        if to <= self.high {
+            return;
+        }
+        if to - self.high <= MAX_GAPS as u64 {
+            self.gaps.extend(self.high + 1..to);
+        }
+        while self.gaps.len() > MAX_GAPS {
+            self.gaps.pop_front();
+        }
+        self.high = to;
     }
 
     async fn on_frame(&mut self, msg: Message) -> Result<(), End> {

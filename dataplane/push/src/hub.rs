@@ -16,6 +16,8 @@ const SHARDS: usize = 64;
 /// A delivery with its frame already encoded, shared by all of a user's devices.
 #[derive(Debug)]
 pub struct Outbound {
+    /// Not a message: the connection re-reads the store (after the route table recovered).
+    pub resync: bool,
     pub id: String,
     pub seq: u64,
     pub created_at_ms: u64,
@@ -34,6 +36,8 @@ pub struct Hub {
     shards: Vec<Mutex<HashMap<String, Vec<Entry>>>>,
     next_conn: AtomicU64,
     draining: AtomicBool,
+    /// A route write failed since the last successful heartbeat.
+    degraded: AtomicBool,
     metrics: Metrics,
 }
 
@@ -51,6 +55,7 @@ impl Hub {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
+            degraded: AtomicBool::new(false),
             metrics,
         }
     }
@@ -92,8 +97,10 @@ impl Hub {
             .or_default()
             .push(Entry { conn, tx });
         if let Err(e) = self.routes.add(user, &self.node).await {
-            self.remove_local(user, conn);
-            return Err(e);
+            // Keep the client: the heartbeat re-adds every local user once the route table
+            // is back, then asks every connection to re-read the store (resync).
+            tracing::warn!(%user, error = %e, "route not written; will retry by heartbeat");
+            self.degraded.store(true, Ordering::SeqCst);
         }
         Ok(Registration { conn, rx })
     }
@@ -141,6 +148,7 @@ impl Hub {
         let mut emptied = Vec::new();
         for d in batch {
             let out = Arc::new(Outbound {
+                resync: false,
                 frame: encode_message(&d.id, d.seq, &d.payload).into(),
                 id: d.id,
                 seq: d.seq,
@@ -191,6 +199,44 @@ impl Hub {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Every user with a connection here (for the route heartbeat).
+    pub fn user_names(&self) -> Vec<String> {
+        let mut users = Vec::new();
+        for shard in &self.shards {
+            users.extend(shard.lock().expect("hub lock").keys().cloned());
+        }
+        users
+    }
+
+    /// Marks route writes as failing (set by the heartbeat on errors).
+    pub fn set_degraded(&self) {
+        self.degraded.store(true, Ordering::SeqCst);
+    }
+
+    /// After a successful heartbeat: if routes were missing for a while, messages may have
+    /// been stored for local users without being forwarded here; make every connection
+    /// re-read its pending messages.
+    pub fn heartbeat_ok(&self) {
+        if !self.degraded.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        tracing::info!("route table recovered; resyncing local connections");
+        let poke = Arc::new(Outbound {
+            resync: true,
+            id: String::new(),
+            seq: 0,
+            created_at_ms: 0,
+            frame: Utf8Bytes::from_static(""),
+        });
+        for shard in &self.shards {
+            for list in shard.lock().expect("hub lock").values() {
+                for e in list {
+                    let _ = e.tx.try_send(poke.clone());
+                }
+            }
+        }
     }
 
     /// Number of users with at least one connection here.

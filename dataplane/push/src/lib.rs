@@ -6,6 +6,7 @@
 //!   each device's bounded send queue.
 //! - [`conn`]: one task per connection: replay what the user missed, then live deliveries in
 //!   seq order, acks, heartbeats, idle timeout, drain.
+//! - [`grpc`]: the `Node` gRPC service dispatch streams deliveries to, and the route heartbeat.
 //! - [`local`]: the in-process [`NodeTransport`](pushcluster_dispatch::NodeTransport) of
 //!   standalone mode.
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ use pushcluster_store::MessageStore;
 use pushcluster_telemetry::Metrics;
 
 pub mod conn;
+pub mod grpc;
 pub mod hub;
 pub mod local;
 pub mod upgrade;

@@ -81,7 +81,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }));
     let collect = Arc::new(Collect {
         store: store.clone(),
-        dispatcher,
+        handoff: Arc::new(dispatcher),
         api_key: config.api_key.clone(),
         limits: config.limits,
         metrics: metrics.clone(),

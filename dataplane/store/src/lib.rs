@@ -5,7 +5,7 @@
 //!   messages in order, record deliveries and acks, expire, and report status.
 //! - [`redb`]: the embedded, crash-safe implementation behind `pushd standalone`.
 //!
-//! The MongoDB implementation for the cluster lives beside it once the cluster roles exist.
+//! - [`mongo`]: the cluster's implementation on MongoDB.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -14,6 +14,9 @@ use async_trait::async_trait;
 use pushcluster_proto::api::{MessageStatus, NewMessage};
 use serde_json::value::RawValue;
 
+#[cfg(test)]
+mod conformance;
+pub mod mongo;
 pub mod redb;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -36,6 +36,8 @@ impl Dnsmasq {
             "--listen-address=127.0.0.1",
         ])
         .args(["--user=root", "--group=root", "--log-facility=-"])
+        // Authoritative for the cluster domain: unknown names are NXDOMAIN, not REFUSED.
+        .arg("--address=/cluster.local/")
         .arg(format!("--port={port}"))
         .arg(format!("--pid-file={}/dnsmasq.pid", dir.path().display()));
         for (name, ip) in records {

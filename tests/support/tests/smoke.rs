@@ -55,18 +55,28 @@ async fn mongo_insert_find_unique_and_ttl_index() {
     )
     .await
     .unwrap();
-    coll.create_index(
-        mongodb::IndexModel::builder()
-            .keys(doc! {"expires_at": 1})
-            .options(
-                mongodb::options::IndexOptions::builder()
-                    .expire_after(Duration::from_secs(0))
-                    .build(),
-            )
-            .build(),
-    )
-    .await
-    .unwrap();
+    let ttl = coll
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! {"expires_at": 1})
+                .options(
+                    mongodb::options::IndexOptions::builder()
+                        .expire_after(Duration::from_secs(0))
+                        .build(),
+                )
+                .build(),
+        )
+        .await;
+    match ttl {
+        Ok(_) => {}
+        // FerretDB's SQLite backend: a clear NotImplemented (code 238), which MongoStore
+        // handles by purging in its expiry sweep. A real MongoDB must accept it.
+        Err(e) if !mongo.real => assert!(
+            matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 238),
+            "{e}"
+        ),
+        Err(e) => panic!("TTL index refused by a real MongoDB: {e}"),
+    }
     coll.insert_one(doc! {"key": "a", "n": 1}).await.unwrap();
     let found = coll.find_one(doc! {"key": "a"}).await.unwrap().unwrap();
     assert_eq!(found.get_i32("n").unwrap(), 1);
@@ -79,10 +89,13 @@ async fn mongo_insert_find_unique_and_ttl_index() {
         "expected a duplicate-key error, got {dup}"
     );
     let indexes = coll.list_index_names().await.unwrap();
-    assert!(
-        indexes.iter().any(|n| n.contains("expires_at")),
-        "{indexes:?}"
-    );
+    assert!(indexes.iter().any(|n| n.contains("key")), "{indexes:?}");
+    if mongo.real {
+        assert!(
+            indexes.iter().any(|n| n.contains("expires_at")),
+            "{indexes:?}"
+        );
+    }
 }
 
 /// A one-shot HTTP server on 127.0.0.1 answering 200 "hello".

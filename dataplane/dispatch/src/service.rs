@@ -1,0 +1,121 @@
+//! The dispatch role's gRPC service (collect → dispatch), and the client collect uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pushcluster_proto::grpc::dispatch_client::DispatchClient;
+use pushcluster_proto::grpc::dispatch_server::Dispatch;
+use pushcluster_proto::grpc::{DispatchRequest, DispatchResponse, Recipient};
+use pushcluster_store::StoredMessage;
+use serde_json::value::RawValue;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::{DispatchReport, Dispatcher};
+
+/// Where collect hands a stored message: the in-process [`Dispatcher`] (standalone) or the
+/// dispatch role over gRPC (cluster). A failed handoff loses nothing: the message is stored and
+/// pending, and reaches the user on (re)connect.
+#[async_trait]
+pub trait Handoff: Send + Sync + 'static {
+    async fn handoff(&self, msg: &StoredMessage) -> DispatchReport;
+}
+
+#[async_trait]
+impl Handoff for Dispatcher {
+    async fn handoff(&self, msg: &StoredMessage) -> DispatchReport {
+        self.dispatch(msg).await
+    }
+}
+
+/// The `Dispatch` gRPC service.
+pub struct DispatchService {
+    pub dispatcher: Dispatcher,
+}
+
+#[tonic::async_trait]
+impl Dispatch for DispatchService {
+    async fn dispatch(
+        &self,
+        req: Request<DispatchRequest>,
+    ) -> Result<Response<DispatchResponse>, Status> {
+        let r = req.into_inner();
+        let payload = RawValue::from_string(r.payload)
+            .map_err(|e| Status::invalid_argument(format!("payload is not JSON: {e}")))?;
+        let msg = StoredMessage {
+            id: r.id,
+            payload: Arc::from(payload),
+            created_at_ms: r.created_at_ms,
+            expires_at_ms: r.expires_at_ms,
+            recipients: r.recipients.into_iter().map(|x| (x.user, x.seq)).collect(),
+        };
+        let report = self.dispatcher.dispatch(&msg).await;
+        Ok(Response::new(DispatchResponse {
+            forwarded: report.forwarded as u32,
+            offline: report.offline as u32,
+            failed: report.failed as u32,
+        }))
+    }
+}
+
+/// Hands messages to the dispatch role over gRPC.
+pub struct RemoteDispatch {
+    client: DispatchClient<Channel>,
+}
+
+impl RemoteDispatch {
+    /// `addr` like `http://dispatch:7002`; connects lazily, reconnects by itself.
+    pub fn new(addr: &str) -> Result<Self, String> {
+        let channel = Channel::from_shared(addr.to_owned())
+            .map_err(|e| format!("bad dispatch address {addr}: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .connect_lazy();
+        Ok(RemoteDispatch {
+            client: DispatchClient::new(channel),
+        })
+    }
+}
+
+#[async_trait]
+impl Handoff for RemoteDispatch {
+    async fn handoff(&self, msg: &StoredMessage) -> DispatchReport {
+        let req = DispatchRequest {
+            id: msg.id.clone(),
+            payload: msg.payload.get().to_owned(),
+            created_at_ms: msg.created_at_ms,
+            expires_at_ms: msg.expires_at_ms,
+            recipients: msg
+                .recipients
+                .iter()
+                .map(|(user, seq)| Recipient {
+                    user: user.clone(),
+                    seq: *seq,
+                })
+                .collect(),
+        };
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=4 {
+            match self.client.clone().dispatch(req.clone()).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    return DispatchReport {
+                        forwarded: r.forwarded as usize,
+                        offline: r.offline as usize,
+                        failed: r.failed as usize,
+                    };
+                }
+                Err(status) => {
+                    tracing::warn!(id = %msg.id, attempt, error = %status, "handoff to dispatch failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                }
+            }
+        }
+        DispatchReport {
+            failed: msg.recipients.len(),
+            ..DispatchReport::default()
+        }
+    }
+}
