@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Installs or builds every real service the tests use, into a versioned cache:
 #   $PUSHCLUSTER_TOOLS (default ~/.cache/pushcluster/tools)/<tool>-<version>/bin/…
-# and links each into $PUSHCLUSTER_TOOLS/bin. Idempotent: a second run only checks.
+# and links each into $PUSHCLUSTER_TOOLS/bin. Idempotent: a second run only checks (seconds).
+# Versions: tests/tools/versions.env. Kubernetes and etcd are built from the Go modules
+# committed in tests/tools/k8s and tests/tools/etcd (go.mod + go.sum, see gen-go-mod.sh).
+# A failed build does not stop the others; the script exits 1 at the end, naming what failed.
 set -euo pipefail
 
+start_time=$SECONDS
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 TOOLS="${PUSHCLUSTER_TOOLS:-$HOME/.cache/pushcluster/tools}"
 BIN="$TOOLS/bin"
-mkdir -p "$BIN"
+LOGS="$TOOLS/logs"
+mkdir -p "$BIN" "$LOGS"
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 failed=()
 log() { printf '== %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # --- Debian packages ------------------------------------------------------------------------
 need_debs=()
@@ -21,122 +28,190 @@ for pkg in $DEBIAN_PACKAGES; do
 done
 if ((${#need_debs[@]})); then
   log "apt-get install ${need_debs[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  # Do not let package scripts start system daemons: tests start their own instances.
+  # Do not let package scripts start system daemons: tests start their own instances on
+  # free ports. (policy-rc.d exit 101 = "action forbidden" for invoke-rc.d.)
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
     $SUDO chmod +x "$policy"
     trap '$SUDO rm -f '"$policy" EXIT
   fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_debs[@]}" >/dev/null
+  if $SUDO apt-get update -qq >"$LOGS/apt.log" 2>&1 &&
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${need_debs[@]}" >>"$LOGS/apt.log" 2>&1; then
+    :
+  else
+    log "apt-get failed (see $LOGS/apt.log):"
+    grep -E '^(E|W):' "$LOGS/apt.log" >&2 || tail -n 20 "$LOGS/apt.log" >&2
+  fi
 fi
 for t in redis-server:/usr/bin/redis-server redis-cli:/usr/bin/redis-cli squid:/usr/sbin/squid \
-         dnsmasq:/usr/sbin/dnsmasq openssl:/usr/bin/openssl protoc:/usr/bin/protoc; do
-  name="${t%%:*}"; path="${t#*:}"
-  if [ -x "$path" ]; then ln -sf "$path" "$BIN/$name"; else failed+=("$name (Debian package)"); fi
+  dnsmasq:/usr/sbin/dnsmasq openssl:/usr/bin/openssl protoc:/usr/bin/protoc; do
+  name="${t%%:*}" path="${t#*:}"
+  if [ -x "$path" ]; then
+    ln -sf "$path" "$BIN/$name"
+  else
+    rm -f "$BIN/$name"
+    failed+=("$name (Debian package)")
+  fi
 done
 
 # --- Go builds ------------------------------------------------------------------------------
-# go_build NAME VERSION-DIR PACKAGE[@VERSION] [module dir]
+# Output of every build goes to $LOGS/<name>.log; lines where the module proxy refused
+# something (404/410, "unknown revision", checksum mismatch) are collected for the summary.
+refused_log="$LOGS/refused.txt"
+: >"$refused_log"
+note_refusals() {
+  grep -E '404 Not Found|410 Gone|403 Forbidden|unknown revision|invalid version|verifying .*: checksum mismatch|no matching versions|reading https?://' \
+    "$1" >>"$refused_log" 2>/dev/null || true
+}
+
+# go_build NAME DIR-NAME PACKAGE MODULE-DIR — `go build` of PACKAGE inside MODULE-DIR.
 go_build() {
-  local name="$1" dir="$TOOLS/$2" pkg="$3" moddir="${4:-}"
+  local name="$1" dir="$TOOLS/$2" pkg="$3" moddir="$4"
   if [ -x "$dir/bin/$name" ]; then
-    ln -sf "$dir/bin/$name" "$BIN/$name"; return 0
+    ln -sf "$dir/bin/$name" "$BIN/$name"
+    return 0
   fi
-  log "building $name ($2) — first run only"
+  log "building $name ($2) — first run only, log: $LOGS/$name.log"
   mkdir -p "$dir/bin"
-  local ok=0
-  if [ -n "$moddir" ]; then
-    (cd "$moddir" && nice -n 10 go build -trimpath -ldflags "${GO_LDFLAGS:-}" -o "$dir/bin/$name.tmp" "$pkg") && ok=1
-  else
-    GOBIN="$dir/bin.tmp" nice -n 10 go install -trimpath "$pkg" && \
-      mv "$dir/bin.tmp/$(basename "${pkg%@*}")" "$dir/bin/$name.tmp" && rm -rf "$dir/bin.tmp" && ok=1
-  fi
-  if ((ok)); then
+  local t0=$SECONDS
+  if (cd "$moddir" && nice -n 10 go build -trimpath -ldflags "${GO_LDFLAGS:-}" \
+    -o "$dir/bin/$name.tmp" "$pkg") >"$LOGS/$name.log" 2>&1; then
     mv "$dir/bin/$name.tmp" "$dir/bin/$name"
     ln -sf "$dir/bin/$name" "$BIN/$name"
+    log "built $name in $((SECONDS - t0)) s"
   else
-    failed+=("$name $2")
+    rm -f "$dir/bin/$name.tmp" "$BIN/$name"
+    note_refusals "$LOGS/$name.log"
+    tail -n 15 "$LOGS/$name.log" >&2
+    failed+=("$name $2 (go build, see $LOGS/$name.log)")
   fi
 }
 
-go_build helm "helm-$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-
-# Modules whose go.mod replaces siblings with local paths (etcd, Kubernetes) are built from a
-# generated module that maps those replaces to published versions (gen-go-mod.sh).
-# module_build DIR-NAME MODULE VERSION REPLACE-VERSION NAME=PACKAGE...
-module_build() {
-  local dirname="$1" module="$2" version="$3" replace_version="$4"; shift 4
-  local dir="$TOOLS/$dirname" all=1 spec
-  for spec in "$@"; do [ -x "$dir/bin/${spec%%=*}" ] || all=0; done
-  if ((all == 0)) && [ ! -f "$dir/module/go.sum" ]; then
-    log "preparing a Go module for $module@$version"
-    rm -rf "$dir/module"
-    local pkgs=(); for spec in "$@"; do pkgs+=("${spec#*=}"); done
-    "$here/gen-go-mod.sh" "$dir/module" "$module" "$version" "$replace_version" "${pkgs[@]}" \
-      || { failed+=("$module $version (go.mod)"); return 0; }
-  fi
-  for spec in "$@"; do
-    go_build "${spec%%=*}" "$dirname" "${spec#*=}" "$dir/module"
-  done
+# check_module DIR MODULE VERSION — the committed go.mod must pin the version in versions.env.
+check_module() {
+  if grep -qE "^require $2 $3\$" "$1/go.mod"; then return 0; fi
+  log "$1/go.mod does not require $2 $3 (versions.env): regenerate it with gen-go-mod.sh"
+  return 1
 }
 
-# FerretDB: built from a copy of its module source with build/version/version.txt filled in
-# (its binary refuses to start without one; only its git checkout generates it).
+# helm: `go install pkg@version`, its go.mod has no local replaces.
+helm_dir="$TOOLS/helm-$HELM_VERSION"
+if [ -x "$helm_dir/bin/helm" ]; then
+  ln -sf "$helm_dir/bin/helm" "$BIN/helm"
+else
+  log "building helm ($HELM_VERSION) — first run only, log: $LOGS/helm.log"
+  t0=$SECONDS
+  rm -rf "$helm_dir/gobin"
+  if GOBIN="$helm_dir/gobin" nice -n 10 go install -trimpath \
+    -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$LOGS/helm.log" 2>&1; then
+    mkdir -p "$helm_dir/bin"
+    mv "$helm_dir/gobin/helm" "$helm_dir/bin/helm" && rm -rf "$helm_dir/gobin"
+    ln -sf "$helm_dir/bin/helm" "$BIN/helm"
+    log "built helm in $((SECONDS - t0)) s"
+  else
+    rm -f "$BIN/helm"
+    note_refusals "$LOGS/helm.log"
+    tail -n 15 "$LOGS/helm.log" >&2
+    failed+=("helm $HELM_VERSION (go install, see $LOGS/helm.log)")
+  fi
+fi
+
+# FerretDB: `go install …@version` builds a binary that refuses to start, because
+# build/version/version.txt is generated in its git checkout and absent from the module zip
+# (it is embedded). So: build a copy of the module source with that file filled in.
 ferretdb_dir="$TOOLS/ferretdb-$FERRETDB_VERSION"
 if [ ! -x "$ferretdb_dir/bin/ferretdb" ]; then
-  log "building ferretdb ($FERRETDB_VERSION) — first run only"
-  src="$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
-  if [ -d "$src" ]; then
-    rm -rf "$ferretdb_dir/src"; mkdir -p "$ferretdb_dir/bin"
+  log "building ferretdb ($FERRETDB_VERSION) — first run only, log: $LOGS/ferretdb.log"
+  t0=$SECONDS
+  src="$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" 2>"$LOGS/ferretdb.log" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p' || true)"
+  if [ -n "$src" ] && [ -d "$src" ]; then
+    rm -rf "$ferretdb_dir/src"
+    mkdir -p "$ferretdb_dir/bin"
     cp -r "$src" "$ferretdb_dir/src" && chmod -R u+w "$ferretdb_dir/src"
-    echo "$FERRETDB_VERSION" > "$ferretdb_dir/src/build/version/version.txt"
-    if (cd "$ferretdb_dir/src" && nice -n 10 go build -trimpath -o "$ferretdb_dir/bin/ferretdb.tmp" ./cmd/ferretdb); then
+    echo "$FERRETDB_VERSION" >"$ferretdb_dir/src/build/version/version.txt"
+    if (cd "$ferretdb_dir/src" && nice -n 10 go build -trimpath \
+      -o "$ferretdb_dir/bin/ferretdb.tmp" ./cmd/ferretdb) >>"$LOGS/ferretdb.log" 2>&1; then
       mv "$ferretdb_dir/bin/ferretdb.tmp" "$ferretdb_dir/bin/ferretdb"
       rm -rf "$ferretdb_dir/src"
+      log "built ferretdb in $((SECONDS - t0)) s"
     else
-      failed+=("ferretdb $FERRETDB_VERSION")
+      note_refusals "$LOGS/ferretdb.log"
+      tail -n 15 "$LOGS/ferretdb.log" >&2
+      failed+=("ferretdb $FERRETDB_VERSION (go build, see $LOGS/ferretdb.log)")
     fi
   else
+    note_refusals "$LOGS/ferretdb.log"
+    cat "$LOGS/ferretdb.log" >&2
     failed+=("ferretdb $FERRETDB_VERSION (module download)")
   fi
 fi
-[ -x "$ferretdb_dir/bin/ferretdb" ] && ln -sf "$ferretdb_dir/bin/ferretdb" "$BIN/ferretdb"
-module_build "etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" \
-  etcd=go.etcd.io/etcd/server/v3
-# Stamp the version the binaries report (and that helm and clients see at /version).
-k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
-GO_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+if [ -x "$ferretdb_dir/bin/ferretdb" ]; then
+  ln -sf "$ferretdb_dir/bin/ferretdb" "$BIN/ferretdb"
+else
+  rm -f "$BIN/ferretdb"
+fi
+
+# etcd: go.etcd.io/etcd/server/v3 is a main package, but its go.mod replaces sibling
+# modules with local paths, which `go install pkg@version` refuses: tests/tools/etcd.
+if check_module "$here/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; then
+  go_build etcd "etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$here/etcd"
+else
+  failed+=("etcd $ETCD_VERSION (tests/tools/etcd/go.mod out of date)")
+fi
+
+# Kubernetes: tests/tools/k8s requires k8s.io/kubernetes and replaces every staging module
+# (k8s.io/api …) with its published v0.N.P. Stamp the version the binaries report (seen by
+# helm and clients at /version).
+k8s_minor="${K8S_VERSION#v1.}"
+k8s_minor="${k8s_minor%%.*}"
+if check_module "$here/k8s" k8s.io/kubernetes "$K8S_VERSION"; then
+  export GO_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor \
 -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
--X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$k8s_minor" \
-module_build "kubernetes-$K8S_VERSION" k8s.io/kubernetes "$K8S_VERSION" "$K8S_STAGING_VERSION" \
-  kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
-  kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
-  kubectl=k8s.io/kubernetes/cmd/kubectl
+-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$k8s_minor"
+  for name in kube-apiserver kube-controller-manager kubectl; do
+    go_build "$name" "kubernetes-$K8S_VERSION" "k8s.io/kubernetes/cmd/$name" "$here/k8s"
+  done
+  unset GO_LDFLAGS
+else
+  failed+=("kubernetes $K8S_VERSION (tests/tools/k8s/go.mod out of date)")
+fi
 
 # --- Report ---------------------------------------------------------------------------------
-printf '%-24s %-60s %s\n' TOOL PATH VERSION
+printf '%-24s %-64s %s\n' TOOL PATH VERSION
 report() {
-  local name="$1"; shift
-  local path; path="$(readlink -f "$BIN/$name" 2>/dev/null || true)"
-  local version="missing"
-  [ -x "$path" ] && version="$("$@" 2>&1 | head -n1 || true)"
-  printf '%-24s %-60s %s\n' "$name" "${path:-—}" "$version"
+  local name="$1"
+  shift
+  local path version="MISSING"
+  path="$(readlink "$BIN/$name" 2>/dev/null || true)"
+  if [ -n "$path" ] && [ -x "$path" ]; then
+    version="$("$path" "$@" 2>&1 | grep -v '^$' | head -n1 || true)"
+  fi
+  printf '%-24s %-64s %s\n' "$name" "${path:-—}" "$version"
 }
-report redis-server "$BIN/redis-server" --version
-report squid "$BIN/squid" -v
-report dnsmasq "$BIN/dnsmasq" --version
-report openssl "$BIN/openssl" version
-report ferretdb "$BIN/ferretdb" --version
-report etcd "$BIN/etcd" --version
-report kube-apiserver "$BIN/kube-apiserver" --version
-report kube-controller-manager "$BIN/kube-controller-manager" --version
-report kubectl "$BIN/kubectl" version --client
-report helm "$BIN/helm" version --short
+report redis-server --version
+report redis-cli --version
+report squid -v
+report dnsmasq --version
+report openssl version
+report protoc --version
+report ferretdb --version
+report etcd --version
+report kube-apiserver --version
+report kube-controller-manager --version
+report kubectl version --client
+report helm version --short
+if [ -s "$refused_log" ]; then
+  log "the Go module proxy refused:"
+  sort -u "$refused_log" >&2
+fi
+log "tools in $BIN ($((SECONDS - start_time)) s)"
 if ((${#failed[@]})); then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
+  echo "Every tool above is needed by the tests; fix the failures and run again (make tools)." >&2
   exit 1
 fi

@@ -151,3 +151,38 @@ pub struct ShutdownArgs {
     #[arg(long, env = "PUSHD_GRACE_PERIOD", default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace_period: Duration,
 }
+
+/// The route table in Redis (push and dispatch).
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://[:password@]host:port[/db]`); with --redis-cluster a comma-separated
+    /// list of cluster seed URLs.
+    #[arg(
+        long,
+        env = "PUSHD_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Use Redis Cluster (keys carry hash tags, one slot per user).
+    #[arg(long, env = "PUSHD_REDIS_CLUSTER", default_value_t = false)]
+    pub redis_cluster: bool,
+    /// Lifetime of a route entry; push nodes renew theirs every third of it.
+    #[arg(long, env = "PUSHD_ROUTE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub route_ttl: Duration,
+}
+
+/// The message store in MongoDB (collect and push).
+#[derive(Debug, Clone, Args)]
+pub struct MongoArgs {
+    /// MongoDB connection string (any deployment the official driver supports).
+    #[arg(
+        long,
+        env = "PUSHD_MONGODB_URI",
+        hide_env_values = true,
+        default_value = "mongodb://127.0.0.1:27017"
+    )]
+    pub mongodb_uri: String,
+    /// Database name.
+    #[arg(long, env = "PUSHD_MONGODB_DATABASE", default_value = "pushcluster")]
+    pub mongodb_database: String,
+}

@@ -65,13 +65,23 @@ pub struct RemoteDispatch {
 }
 
 impl RemoteDispatch {
-    /// `addr` like `http://dispatch:7002`; connects lazily, reconnects by itself.
-    pub fn new(addr: &str) -> Result<Self, String> {
-        let channel = Channel::from_shared(addr.to_owned())
-            .map_err(|e| format!("bad dispatch address {addr}: {e}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .connect_lazy();
+    /// `addrs` like `http://dispatch:7002`, or several separated by commas (balanced);
+    /// connects lazily, reconnects by itself.
+    pub fn new(addrs: &str) -> Result<Self, String> {
+        let mut endpoints = Vec::new();
+        for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            endpoints.push(
+                Channel::from_shared(addr.to_owned())
+                    .map_err(|e| format!("bad dispatch address {addr}: {e}"))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(30)),
+            );
+        }
+        let channel = match endpoints.len() {
+            0 => return Err("no dispatch address".into()),
+            1 => endpoints.remove(0).connect_lazy(),
+            _ => Channel::balance_list(endpoints.into_iter()),
+        };
         Ok(RemoteDispatch {
             client: DispatchClient::new(channel),
         })

@@ -95,12 +95,24 @@ pub async fn heartbeat(hub: Arc<Hub>, routes: RedisRouteTable, shutdown: Shutdow
             _ = shutdown.wait() => return,
         }
         let users = hub.user_names();
-        let failed = routes.refresh(&users, hub.node()).await;
-        if failed > 0 {
-            tracing::warn!(failed, users = users.len(), "route heartbeat failed");
+        let r = routes.refresh(&users, hub.node()).await;
+        if r.failed > 0 {
+            tracing::warn!(
+                failed = r.failed,
+                users = users.len(),
+                "route heartbeat failed"
+            );
             hub.set_degraded();
         } else {
             hub.heartbeat_ok();
+        }
+        if !r.restored.is_empty() {
+            // Entries were lost (e.g. Redis restarted empty): those users were unroutable.
+            tracing::info!(
+                users = r.restored.len(),
+                "routes restored; resyncing their connections"
+            );
+            hub.resync(&r.restored);
         }
     }
 }

@@ -223,6 +223,11 @@ impl Hub {
             return;
         }
         tracing::info!("route table recovered; resyncing local connections");
+        self.resync(&self.user_names());
+    }
+
+    /// Makes every connection of `users` re-read its pending messages from the store.
+    pub fn resync(&self, users: &[String]) {
         let poke = Arc::new(Outbound {
             resync: true,
             id: String::new(),
@@ -230,8 +235,8 @@ impl Hub {
             created_at_ms: 0,
             frame: Utf8Bytes::from_static(""),
         });
-        for shard in &self.shards {
-            for list in shard.lock().expect("hub lock").values() {
+        for user in users {
+            if let Some(list) = self.shard(user).lock().expect("hub lock").get(user) {
                 for e in list {
                     let _ = e.tx.try_send(poke.clone());
                 }

@@ -22,6 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// Every role in one process, on an embedded store: no Redis or MongoDB needed.
     Standalone(StandaloneArgs),
+    /// Auth role: verifies client tokens over gRPC.
+    Auth(crate::roles::auth::AuthArgs),
+    /// Collect role: HTTP API and gRPC Submit; stores in MongoDB, hands to dispatch.
+    Collect(crate::roles::collect::CollectArgs),
+    /// Dispatch role: looks users up in Redis, streams deliveries to push nodes.
+    Dispatch(crate::roles::dispatch::DispatchArgs),
+    /// Push role: holds client WebSockets; routes users to this node in Redis.
+    Push(crate::roles::push::PushArgs),
     /// Print a client token (JWT, HS256 with PUSHD_JWT_SECRET) for a user.
     Token(TokenArgs),
     /// Post a message to a running server's HTTP API.

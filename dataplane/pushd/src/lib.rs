@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 pub mod cli;
+pub mod roles;
 pub mod standalone;
 pub mod tools;
 
@@ -22,6 +23,22 @@ pub async fn run(cli: cli::Cli) -> ExitCode {
                     ExitCode::from(pushcluster_config::EXIT_CONFIG as u8)
                 }
             }
+        }
+        cli::Command::Auth(args) => {
+            pushcluster_telemetry::init(args.log.format());
+            exit(roles::auth::run(args, pushcluster_server::shutdown::signal()).await)
+        }
+        cli::Command::Collect(args) => {
+            pushcluster_telemetry::init(args.log.format());
+            exit(roles::collect::run(args, pushcluster_server::shutdown::signal()).await)
+        }
+        cli::Command::Dispatch(args) => {
+            pushcluster_telemetry::init(args.log.format());
+            exit(roles::dispatch::run(args, pushcluster_server::shutdown::signal()).await)
+        }
+        cli::Command::Push(args) => {
+            pushcluster_telemetry::init(args.log.format());
+            exit(roles::push::run(args, pushcluster_server::shutdown::signal()).await)
         }
         cli::Command::Token(args) => exit(tools::token(args)),
         cli::Command::Send(args) => exit(tools::send(args).await),

@@ -160,7 +160,8 @@ fn handler(ops: Arc<Ops>, collect: Arc<Collect>, push: Arc<PushService>) -> Hand
     })
 }
 
-async fn sweep(
+/// Marks expired messages every `every` until shutdown (shared with the collect role).
+pub(crate) async fn sweep(
     store: Arc<dyn MessageStore>,
     metrics: Metrics,
     every: Duration,

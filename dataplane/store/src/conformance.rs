@@ -114,3 +114,29 @@ pub async fn expiry(store: &dyn MessageStore) {
         AckOutcome::AlreadyFinal
     );
 }
+
+pub async fn purge_after_retention(store: &dyn MessageStore, retention_ms: u64) {
+    let m = stored(
+        &store
+            .submit(msg(&["p1", "p2"], "1", Some("pk"), 1))
+            .await
+            .unwrap(),
+    );
+    store.ack("p2", &m.id).await.unwrap();
+    let later = m.expires_at_ms + 1;
+    assert_eq!(store.expire(later).await.unwrap(), 1);
+    assert!(
+        store.status(&m.id).await.unwrap().is_some(),
+        "kept for the retention"
+    );
+    // Purged after the retention: the id is gone and the key may be reused.
+    store.expire(later + retention_ms + 1).await.unwrap();
+    assert!(store.status(&m.id).await.unwrap().is_none());
+    assert_eq!(store.ack("p1", &m.id).await.unwrap(), AckOutcome::Unknown);
+    let again = store
+        .submit(msg(&["p1"], "1", Some("pk"), 60))
+        .await
+        .unwrap();
+    assert!(matches!(again, Submitted::New(_)));
+    assert_ne!(again.id(), m.id);
+}

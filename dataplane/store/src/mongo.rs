@@ -1,16 +1,35 @@
-//! The cluster's store: MongoDB (any deployment the official driver supports, via the URI).
+//! The cluster's store: MongoDB, any deployment the official driver reaches through the URI
+//! (standalone, replica set, sharded cluster; FerretDB in tests).
 //!
-//! Collections:
-//! - `messages` — `{_id: id, payload, created_at, expires_at, to: [users], purge_at}`;
-//! - `deliveries` — one per (message, user): `{m, u, seq, state, expires_at, purge_at}`,
-//!   unique on `(m, u)`, scanned by `(u, seq)` for replay;
-//! - `user_seq` — `{_id: user, seq}`, incremented atomically per recipient;
-//! - `idempotency` — `{_id: key, id, purge_at}`.
+//! Collections (no multi-document transactions anywhere):
+//! - `messages`: `{_id: id, payload: "<JSON text>", created_at, expires_at, to: [user],
+//!   idempotency_key?, purge_at}`. A unique sparse index on `idempotency_key` makes the insert
+//!   of the message the atomic claim of its key.
+//! - `deliveries`: one per (message, user): `{_id: "<id>/<user>", msg, user, seq, state,
+//!   expires_at, purge_at}`; unique on `(user, seq)` (replay order), indexed on `(msg, user)`
+//!   (status) and `(state, expires_at)` (expiry sweep). `state` is [`RecipientState::as_u8`].
+//! - `user_seq`: `{_id: user, seq}`: the highest seq handed out, bumped with
+//!   `findAndModify {$inc}` + upsert.
 //!
-//! TTL indexes on `purge_at` (expiry + 24 h) delete old documents. No multi-document
-//! transactions: `submit` writes the message and its deliveries before it returns, so a crash
-//! before the 202 loses nothing that was acknowledged. Concurrent submits may insert
-//! deliveries out of seq order; push nodes deliver late arrivals anyway (see `pending`).
+//! Times are Unix milliseconds (Int64); `purge_at` (a BSON date) is expiry + 24 h, the same
+//! retention as redb, and a TTL index on it deletes old messages and deliveries. Servers
+//! without TTL indexes (FerretDB) get a plain index instead; [`MessageStore::expire`] also
+//! purges, so status disappears at the same moment as with redb either way.
+//!
+//! Crash safety: `submit` inserts the message, then each recipient's delivery, and returns
+//! only after all of them (with the server's default write concern, `majority` on replica
+//! sets since MongoDB 5.0; set `w=majority` in the URI for older servers). A crash in
+//! between leaves a message with missing deliveries: the client got no 202, and its retry with
+//! the same idempotency key completes them before answering `Duplicate`.
+//!
+//! FerretDB (the tests' server) has no TTL or partial indexes, and applies an update as an
+//! unisolated read-modify-write, so concurrent updates of one document can be lost. Seqs stay
+//! distinct and gap-free anyway (the unique `(user, seq)` index arbitrates, see `submit`), but
+//! a `mark_delivered` racing an `ack` of the same delivery can set it back to delivered (it is
+//! then replayed once more). MongoDB itself updates one document atomically.
+//!
+//! Sharding: shard `deliveries` on `{user: 1}` and keep `messages` and `user_seq` unsharded
+//! (or shard `user_seq` on `_id`); a unique index must be prefixed by the shard key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,203 +37,105 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Collection, Database, IndexModel};
-use pushcluster_proto::api::{MessageStatus, NewMessage, RecipientState, RecipientStatus};
-use pushcluster_proto::delivery::now_ms;
-use serde_json::value::RawValue;
+use mongodb::{Collection, IndexModel};
+use pushcluster_proto::api::{MessageStatus, NewMessage, RecipientState};
+use tokio::sync::Semaphore;
 
-use crate::{
-    AckOutcome, Error, MessageStore, Pending, PendingPage, Result, StoredMessage, Submitted,
-    new_message_id,
-};
+use crate::{AckOutcome, Error, MessageStore, PendingPage, Result, Submitted};
 
+mod read;
+mod submit;
+mod update;
+
+/// How long the status of an expired message stays readable (as redb's retention).
 const RETENTION_MS: u64 = 24 * 3600 * 1000;
+/// How long to look for a reachable server before an operation fails (callers answer 503).
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most `mark_delivered` updates in flight; beyond that they are dropped (status is advisory).
+const MAX_BUFFERED_DELIVERED: usize = 4096;
 
-/// [`MessageStore`] on MongoDB.
+/// The MongoDB-backed [`MessageStore`]. Cheap to clone: clones share the connection pool.
 #[derive(Clone)]
 pub struct MongoStore {
     messages: Collection<Document>,
     deliveries: Collection<Document>,
     user_seq: Collection<Document>,
-    idempotency: Collection<Document>,
-}
-
-fn backend(e: mongodb::error::Error) -> Error {
-    Error::Backend(Box::new(e))
-}
-
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match &*e.kind {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::InsertMany(m) => m
-            .write_errors
-            .as_ref()
-            .is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
-        ErrorKind::Command(c) => c.code == 11000,
-        _ => false,
-    }
-}
-
-fn is_not_implemented(e: &mongodb::error::Error) -> bool {
-    matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 238)
-}
-
-fn purge_at(expires_at_ms: u64) -> DateTime {
-    DateTime::from_millis((expires_at_ms + RETENTION_MS) as i64)
-}
-
-fn get_u64(d: &Document, key: &str) -> Result<u64> {
-    match d.get(key) {
-        Some(Bson::Int64(v)) => Ok(*v as u64),
-        Some(Bson::Int32(v)) => Ok(*v as u64),
-        Some(Bson::Double(v)) => Ok(*v as u64),
-        other => Err(Error::Corrupt(format!("field {key}: {other:?}"))),
-    }
-}
-
-fn get_str<'a>(d: &'a Document, key: &str) -> Result<&'a str> {
-    d.get_str(key)
-        .map_err(|e| Error::Corrupt(format!("field {key}: {e}")))
-}
-
-const PENDING: i32 = 0;
-const DELIVERED: i32 = 1;
-const ACKED: i32 = 2;
-const EXPIRED: i32 = 3;
-
-fn state(d: &Document) -> Result<RecipientState> {
-    let v = get_u64(d, "state")?;
-    RecipientState::from_u8(v as u8).ok_or_else(|| Error::Corrupt(format!("state {v}")))
+    delivered_slots: Arc<Semaphore>,
 }
 
 impl MongoStore {
-    /// Connects (failing fast when MongoDB is unreachable) and creates the indexes.
+    /// Connects to `database` at `uri` and creates the indexes (idempotent). Fails within a
+    /// few seconds when no server is reachable.
     pub async fn connect(uri: &str, database: &str) -> Result<MongoStore> {
         let store = Self::connect_lazy(uri, database).await?;
-        store.create_indexes().await?;
+        store.create_indexes().await.map_err(|e| Error::Open {
+            path: format!("MongoDB database {database}"),
+            source: Box::new(e),
+        })?;
         Ok(store)
     }
 
-    /// Connects without touching the server (operations fail until it is reachable).
+    /// Parses the URI without contacting the server and without creating indexes: each
+    /// operation fails (after the server selection timeout) until a server is reachable.
     pub async fn connect_lazy(uri: &str, database: &str) -> Result<MongoStore> {
-        let mut opts = ClientOptions::parse(uri).await.map_err(|e| Error::Open {
-            path: uri.to_owned(),
+        let open_err = |e: mongodb::error::Error| Error::Open {
+            path: format!("MongoDB database {database}"),
             source: Box::new(e),
-        })?;
-        opts.server_selection_timeout = Some(Duration::from_secs(3));
-        opts.connect_timeout = Some(Duration::from_secs(3));
-        opts.app_name = Some("pushcluster".into());
-        let client = mongodb::Client::with_options(opts).map_err(backend)?;
-        let db: Database = client.database(database);
+        };
+        let mut opts = ClientOptions::parse(uri).await.map_err(open_err)?;
+        opts.server_selection_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
+        opts.connect_timeout.get_or_insert(SERVER_SELECTION_TIMEOUT);
+        opts.app_name.get_or_insert_with(|| "pushcluster".into());
+        let db = mongodb::Client::with_options(opts)
+            .map_err(open_err)?
+            .database(database);
         Ok(MongoStore {
             messages: db.collection("messages"),
             deliveries: db.collection("deliveries"),
             user_seq: db.collection("user_seq"),
-            idempotency: db.collection("idempotency"),
+            delivered_slots: Arc::new(Semaphore::new(MAX_BUFFERED_DELIVERED)),
         })
     }
 
-    async fn create_indexes(&self) -> Result<()> {
-        let ttl = || {
-            IndexModel::builder()
-                .keys(doc! {"purge_at": 1})
-                .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
-                .build()
+    async fn create_indexes(&self) -> Result<(), mongodb::error::Error> {
+        let index = |keys: Document, opts: IndexOptions| {
+            IndexModel::builder().keys(keys).options(opts).build()
         };
-        for coll in [&self.messages, &self.idempotency, &self.deliveries] {
-            match coll.create_index(ttl()).await {
-                Ok(_) => {}
-                // FerretDB's SQLite backend has no TTL indexes: `expire` purges instead.
-                Err(e) if is_not_implemented(&e) => {
-                    tracing::warn!(
-                        collection = coll.name(),
-                        "TTL indexes not supported; purging in the expiry sweep"
-                    );
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        let unique = IndexOptions::builder().unique(true).build();
-        self.deliveries
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! {"m": 1, "u": 1})
-                    .options(unique)
-                    .build(),
-            )
-            .await
-            .map_err(backend)?;
-        self.deliveries
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! {"u": 1, "seq": 1})
-                    .options(IndexOptions::builder().unique(true).build())
-                    .build(),
-            )
-            .await
-            .map_err(backend)?;
-        self.deliveries
-            .create_index(IndexModel::builder().keys(doc! {"expires_at": 1}).build())
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    /// Inserts the delivery of message `id` for `user` under the user's next seq and returns
-    /// it. The unique `(u, seq)` index is the arbiter: a candidate seq taken by a concurrent
-    /// submit fails with a duplicate key and the next one is tried. (`findAndModify` + `$inc`
-    /// would be simpler on MongoDB, but is not atomic on FerretDB; a unique insert is atomic
-    /// on both.) `user_seq` is only a hint of where to start.
-    async fn claim_seq(&self, id: &str, user: &str, expires_at_ms: u64) -> Result<u64> {
-        let hint = self
-            .user_seq
-            .find_one(doc! {"_id": user})
-            .await
-            .map_err(backend)?
-            .map(|d| get_u64(&d, "seq"))
-            .transpose()?
-            .unwrap_or(0);
-        let mut seq = hint + 1;
-        for _ in 0..10_000 {
-            let delivery = doc! {
-                "m": id, "u": user, "seq": seq as i64, "state": PENDING,
-                "expires_at": expires_at_ms as i64, "purge_at": purge_at(expires_at_ms),
-            };
-            match self.deliveries.insert_one(delivery).await {
-                Ok(_) => {
-                    self.user_seq
-                        .update_one(doc! {"_id": user}, doc! {"$max": {"seq": seq as i64}})
-                        .upsert(true)
-                        .await
-                        .map_err(backend)?;
-                    return Ok(seq);
-                }
-                Err(e) if is_duplicate_key(&e) => seq += 1,
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        Err(Error::Backend("seq allocation kept conflicting".into()))
-    }
-
-    async fn existing_id(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .idempotency
-            .find_one(doc! {"_id": key})
-            .await
-            .map_err(backend)?
-            .and_then(|d| d.get_str("id").ok().map(str::to_owned)))
-    }
-
-    async fn delete_message(&self, id: &str) -> Result<()> {
-        self.deliveries
-            .delete_many(doc! {"m": id})
-            .await
-            .map_err(backend)?;
+        let unique = || IndexOptions::builder().unique(true).build();
         self.messages
-            .delete_one(doc! {"_id": id})
-            .await
-            .map_err(backend)?;
+            .create_index(index(
+                doc! {"idempotency_key": 1},
+                IndexOptions::builder().unique(true).sparse(true).build(),
+            ))
+            .await?;
+        self.deliveries
+            .create_index(index(doc! {"user": 1, "seq": 1}, unique()))
+            .await?;
+        self.deliveries
+            .create_index(index(doc! {"msg": 1, "user": 1}, IndexOptions::default()))
+            .await?;
+        self.deliveries
+            .create_index(index(
+                doc! {"state": 1, "expires_at": 1},
+                IndexOptions::default(),
+            ))
+            .await?;
+        for coll in [&self.messages, &self.deliveries] {
+            let ttl = IndexOptions::builder().expire_after(Duration::ZERO).build();
+            match coll.create_index(index(doc! {"purge_at": 1}, ttl)).await {
+                Ok(_) => {}
+                Err(e) if error_code(&e) == Some(NOT_IMPLEMENTED) => {
+                    tracing::info!(
+                        collection = coll.name(),
+                        "no TTL indexes on this server: the expiry sweep purges"
+                    );
+                    coll.create_index(index(doc! {"purge_at": 1}, IndexOptions::default()))
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 }
@@ -222,213 +143,104 @@ impl MongoStore {
 #[async_trait]
 impl MessageStore for MongoStore {
     async fn submit(&self, msg: NewMessage) -> Result<Submitted> {
-        if let Some(key) = &msg.idempotency_key
-            && let Some(id) = self.existing_id(key).await?
-        {
-            return Ok(Submitted::Duplicate { id });
-        }
-        let id = new_message_id();
-        let created_at_ms = now_ms();
-        let expires_at_ms = created_at_ms + msg.ttl_secs * 1000;
-        // Message first, then its deliveries: a delivery never points to a missing message.
-        self.messages
-            .insert_one(doc! {
-                "_id": &id,
-                "payload": msg.payload.get(),
-                "created_at": created_at_ms as i64,
-                "expires_at": expires_at_ms as i64,
-                "to": &msg.to,
-                "purge_at": purge_at(expires_at_ms),
-            })
-            .await
-            .map_err(backend)?;
-        let mut recipients = Vec::with_capacity(msg.to.len());
-        for user in &msg.to {
-            let seq = self.claim_seq(&id, user, expires_at_ms).await?;
-            recipients.push((user.clone(), seq));
-        }
-        if let Some(key) = &msg.idempotency_key {
-            let claim = self
-                .idempotency
-                .insert_one(doc! {"_id": key, "id": &id, "purge_at": purge_at(expires_at_ms)})
-                .await;
-            match claim {
-                Ok(_) => {}
-                Err(e) if is_duplicate_key(&e) => {
-                    // A concurrent submit with the same key won: withdraw ours.
-                    self.delete_message(&id).await?;
-                    let id = self
-                        .existing_id(key)
-                        .await?
-                        .ok_or_else(|| Error::Corrupt(format!("idempotency key {key} vanished")))?;
-                    return Ok(Submitted::Duplicate { id });
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        Ok(Submitted::New(StoredMessage {
-            id,
-            payload: Arc::from(msg.payload),
-            created_at_ms,
-            expires_at_ms,
-            recipients,
-        }))
+        submit::submit(self, msg).await
     }
 
-    /// `high_seq` is the highest seq seen in this page (or `after`): with MongoDB a seq can be
-    /// allocated before its delivery is visible, so the counter itself proves nothing.
     async fn pending(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
-        let now = now_ms() as i64;
-        let mut cursor = self
-            .deliveries
-            .find(doc! {
-                "u": user,
-                "seq": {"$gt": after as i64},
-                "state": {"$in": [PENDING, DELIVERED]},
-                "expires_at": {"$gt": now},
-            })
-            .sort(doc! {"seq": 1})
-            .limit(limit as i64)
-            .await
-            .map_err(backend)?;
-        let mut rows = Vec::new();
-        while cursor.advance().await.map_err(backend)? {
-            let d = cursor.deserialize_current().map_err(backend)?;
-            rows.push((get_str(&d, "m")?.to_owned(), get_u64(&d, "seq")?));
-        }
-        let ids: Vec<&str> = rows.iter().map(|(m, _)| m.as_str()).collect();
-        let mut messages = std::collections::HashMap::new();
-        if !ids.is_empty() {
-            let mut cursor = self
-                .messages
-                .find(doc! {"_id": {"$in": ids}})
-                .await
-                .map_err(backend)?;
-            while cursor.advance().await.map_err(backend)? {
-                let d = cursor.deserialize_current().map_err(backend)?;
-                messages.insert(get_str(&d, "_id")?.to_owned(), d);
-            }
-        }
-        let mut items = Vec::with_capacity(rows.len());
-        for (id, seq) in rows {
-            let Some(m) = messages.get(&id) else { continue };
-            let payload = RawValue::from_string(get_str(m, "payload")?.to_owned())
-                .map_err(|e| Error::Corrupt(format!("payload of {id}: {e}")))?;
-            items.push(Pending {
-                seq,
-                payload: Arc::from(payload),
-                created_at_ms: get_u64(m, "created_at")?,
-                expires_at_ms: get_u64(m, "expires_at")?,
-                id,
-            });
-        }
-        let high_seq = items.last().map(|p| p.seq).unwrap_or(after);
-        Ok(PendingPage { items, high_seq })
+        read::pending(self, user, after, limit).await
     }
 
     async fn mark_delivered(&self, id: &str, user: &str) -> Result<()> {
-        // Buffered like redb: the status is advisory; do not hold up the socket writer.
-        let deliveries = self.deliveries.clone();
-        let filter = doc! {"m": id, "u": user, "state": PENDING};
-        tokio::spawn(async move {
-            if let Err(e) = deliveries
-                .update_one(filter, doc! {"$set": {"state": DELIVERED}})
-                .await
-            {
-                tracing::debug!(error = %e, "mark delivered failed");
-            }
-        });
+        update::mark_delivered(self, id, user);
         Ok(())
     }
 
     async fn ack(&self, user: &str, id: &str) -> Result<AckOutcome> {
-        let updated = self
-            .deliveries
-            .update_one(
-                doc! {"m": id, "u": user, "state": {"$in": [PENDING, DELIVERED]}},
-                doc! {"$set": {"state": ACKED}},
-            )
-            .await
-            .map_err(backend)?;
-        if updated.modified_count > 0 {
-            return Ok(AckOutcome::Acked);
-        }
-        let exists = self
-            .deliveries
-            .find_one(doc! {"m": id, "u": user})
-            .await
-            .map_err(backend)?;
-        Ok(match exists {
-            Some(_) => AckOutcome::AlreadyFinal,
-            None => AckOutcome::Unknown,
-        })
+        update::ack(self, user, id).await
     }
 
     async fn status(&self, id: &str) -> Result<Option<MessageStatus>> {
-        let Some(m) = self
-            .messages
-            .find_one(doc! {"_id": id})
-            .await
-            .map_err(backend)?
-        else {
-            return Ok(None);
-        };
-        let expires_at_ms = get_u64(&m, "expires_at")?;
-        let mut by_user = std::collections::HashMap::new();
-        let mut cursor = self
-            .deliveries
-            .find(doc! {"m": id})
-            .await
-            .map_err(backend)?;
-        while cursor.advance().await.map_err(backend)? {
-            let d = cursor.deserialize_current().map_err(backend)?;
-            by_user.insert(
-                get_str(&d, "u")?.to_owned(),
-                (get_u64(&d, "seq")?, state(&d)?),
-            );
-        }
-        let now = now_ms();
-        let to = m
-            .get_array("to")
-            .map_err(|e| Error::Corrupt(format!("to of {id}: {e}")))?;
-        let mut recipients = Vec::with_capacity(to.len());
-        for user in to.iter().filter_map(Bson::as_str) {
-            let Some((seq, mut state)) = by_user.get(user).copied() else {
-                continue;
-            };
-            if expires_at_ms <= now {
-                state = state.advance(RecipientState::Expired);
-            }
-            recipients.push(RecipientStatus {
-                user: user.to_owned(),
-                seq,
-                state,
-            });
-        }
-        Ok(Some(MessageStatus {
-            id: id.to_owned(),
-            created_at_ms: get_u64(&m, "created_at")?,
-            expires_at_ms,
-            recipients,
-        }))
+        read::status(self, id).await
     }
 
     async fn expire(&self, now_ms: u64) -> Result<u64> {
-        let r = self
-            .deliveries
-            .update_many(
-                doc! {"expires_at": {"$lte": now_ms as i64}, "state": {"$in": [PENDING, DELIVERED]}},
-                doc! {"$set": {"state": EXPIRED}},
-            )
-            .await
-            .map_err(backend)?;
-        // What a TTL index would do, for servers without TTL indexes (idempotent otherwise).
-        let due = doc! {"purge_at": {"$lte": DateTime::from_millis(now_ms as i64)}};
-        for coll in [&self.deliveries, &self.idempotency, &self.messages] {
-            coll.delete_many(due.clone()).await.map_err(backend)?;
-        }
-        Ok(r.modified_count)
+        update::expire(self, now_ms).await
     }
+}
+
+const DUPLICATE_KEY: i32 = 11000;
+const NOT_IMPLEMENTED: i32 = 238;
+
+fn backend(e: mongodb::error::Error) -> Error {
+    Error::Backend(Box::new(e))
+}
+
+/// The server's error code, whichever way the driver wrapped it.
+fn error_code(e: &mongodb::error::Error) -> Option<i32> {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    error_code(e) == Some(DUPLICATE_KEY)
+}
+
+/// The `_id` of the delivery of message `id` to `user` (ids are UUIDs: no `/` in them).
+fn delivery_id(id: &str, user: &str) -> String {
+    format!("{id}/{user}")
+}
+
+fn state_code(s: RecipientState) -> i32 {
+    i32::from(s.as_u8())
+}
+
+/// Matches pending or delivered: the states an ack or expiry may still leave.
+fn unfinished() -> Document {
+    let states = [RecipientState::Pending, RecipientState::Delivered].map(state_code);
+    doc! {"$in": states.to_vec()}
+}
+
+/// Milliseconds as stored (Int64), saturating instead of wrapping.
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn purge_at(expires_at_ms: u64) -> DateTime {
+    DateTime::from_millis(ms(expires_at_ms.saturating_add(RETENTION_MS)))
+}
+
+/// A non-negative integer field.
+fn get_u64(d: &Document, key: &str) -> Result<u64> {
+    let v = match d.get(key) {
+        Some(Bson::Int64(v)) => Some(*v),
+        Some(Bson::Int32(v)) => Some(i64::from(*v)),
+        _ => None,
+    };
+    v.and_then(|v| u64::try_from(v).ok()).ok_or_else(|| {
+        Error::Corrupt(format!(
+            "field {key} of {:?}: {:?}",
+            d.get("_id"),
+            d.get(key)
+        ))
+    })
+}
+
+fn get_str<'a>(d: &'a Document, key: &str) -> Result<&'a str> {
+    d.get_str(key)
+        .map_err(|e| Error::Corrupt(format!("field {key} of {:?}: {e}", d.get("_id"))))
+}
+
+fn get_state(d: &Document) -> Result<RecipientState> {
+    let v = get_u64(d, "state")?;
+    u8::try_from(v)
+        .ok()
+        .and_then(RecipientState::from_u8)
+        .ok_or_else(|| Error::Corrupt(format!("state {v} of delivery {:?}", d.get("_id"))))
 }
 
 #[cfg(test)]

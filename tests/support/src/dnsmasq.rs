@@ -6,66 +6,76 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::{Proc, free_port, require, wait_ready};
+use crate::{Proc, free_port, require, retry_start};
 
-/// A dnsmasq on 127.0.0.1:port (UDP and TCP) answering only the given records.
+/// A dnsmasq on 127.0.0.1:port (UDP and TCP) answering only the given records; every other
+/// name under `cluster.local` is NXDOMAIN, names elsewhere are REFUSED (no upstream).
 pub struct Dnsmasq {
     pub addr: SocketAddr,
-    _dir: TempDir,
+    // Declared before `_dir`: dnsmasq is killed before its directory is removed.
     _proc: Proc,
+    _dir: TempDir,
 }
 
 impl Dnsmasq {
     pub async fn start(records: &[(&str, Ipv4Addr)]) -> Option<Dnsmasq> {
         let bin = require("dnsmasq")?;
-        let dir = tempfile::Builder::new()
-            .prefix("pushcluster-dnsmasq-")
-            .tempdir()
-            .unwrap();
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--no-poll",
-        ])
-        .args([
-            "--conf-file=/dev/null",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-        ])
-        .args(["--user=root", "--group=root", "--log-facility=-"])
-        // Authoritative for the cluster domain: unknown names are NXDOMAIN, not REFUSED.
-        .arg("--address=/cluster.local/")
-        .arg(format!("--port={port}"))
-        .arg(format!("--pid-file={}/dnsmasq.pid", dir.path().display()));
-        for (name, ip) in records {
-            cmd.arg(format!("--host-record={name},{ip}"));
-        }
-        let log = dir.path().join("dnsmasq.log");
-        let mut proc = Proc::spawn("dnsmasq", cmd, &log).expect("spawn dnsmasq");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let probe = records.first().map(|(n, _)| n.to_string());
-        wait_ready("dnsmasq", Duration::from_secs(10), || {
-            let alive = proc.check_running(&log);
-            let probe = probe.clone();
-            async move {
-                alive?;
-                if let Some(name) = probe {
-                    resolve_a(addr, &name).await?;
+        Some(
+            retry_start("dnsmasq", || {
+                let bin = bin.clone();
+                async move {
+                    let dir = tempfile::Builder::new()
+                        .prefix("pushcluster-dnsmasq-")
+                        .tempdir()?;
+                    let port = free_port();
+                    let mut cmd = Command::new(bin);
+                    cmd.args([
+                        "--keep-in-foreground",
+                        "--no-resolv",
+                        "--no-hosts",
+                        "--no-poll",
+                    ])
+                    .args([
+                        "--conf-file=/dev/null",
+                        "--bind-interfaces",
+                        "--listen-address=127.0.0.1",
+                    ])
+                    .args(["--log-facility=-"])
+                    // Authoritative for the cluster domain: unknown names are NXDOMAIN.
+                    .arg("--address=/cluster.local/")
+                    .arg(format!("--port={port}"))
+                    .arg(format!("--pid-file={}/dnsmasq.pid", dir.path().display()));
+                    if nix_is_root() {
+                        // Otherwise dnsmasq drops to `nobody` and cannot write its pid file.
+                        cmd.args(["--user=root", "--group=root"]);
+                    }
+                    for (name, ip) in records {
+                        cmd.arg(format!("--host-record={name},{ip}"));
+                    }
+                    let mut proc = Proc::spawn("dnsmasq", cmd, &dir.path().join("dnsmasq.log"))?;
+                    let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+                    // Any answer (NXDOMAIN included) means it serves queries.
+                    proc.wait_ready(Duration::from_secs(10), || async move {
+                        resolve_a(addr, "readiness-probe.cluster.local")
+                            .await
+                            .map(drop)
+                    })
+                    .await?;
+                    Ok(Dnsmasq {
+                        addr,
+                        _proc: proc,
+                        _dir: dir,
+                    })
                 }
-                Ok(())
-            }
-        })
-        .await
-        .expect("dnsmasq ready");
-        Some(Dnsmasq {
-            addr,
-            _dir: dir,
-            _proc: proc,
-        })
+            })
+            .await,
+        )
     }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Asks `server` for the A records of `name` over UDP (one query, 1 s timeout).

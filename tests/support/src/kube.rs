@@ -1,6 +1,7 @@
 //! A real Kubernetes control plane: etcd + kube-apiserver (+ kube-controller-manager), started
 //! the way controller-runtime's envtest does it, with certificates made by `openssl`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -8,20 +9,23 @@ use std::time::Duration;
 use base64::Engine;
 use tempfile::TempDir;
 
-use crate::{Proc, free_port, require, run, tcp_ready, wait_ready};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{Kubectl, Proc, free_port, free_ports, require, retry_start, run};
 
 /// A running control plane. Clients authenticate as `admin` in `system:masters`.
 pub struct ControlPlane {
     /// `https://127.0.0.1:PORT`.
     pub server: String,
-    /// A kubeconfig accepted by `kubectl --kubeconfig` and [`ControlPlane::client`].
+    /// A kubeconfig (certificates embedded) accepted by `kubectl --kubeconfig`, `helm` and
+    /// [`ControlPlane::client`].
     pub kubeconfig: PathBuf,
     pub kubectl: PathBuf,
-    dir: TempDir,
-    // Drop order: controller-manager, apiserver, then etcd.
+    // Drop order: controller-manager, apiserver, etcd, then the directory.
     _controller_manager: Option<Proc>,
     _apiserver: Proc,
     _etcd: Proc,
+    dir: TempDir,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -143,6 +147,7 @@ current-context: test
 impl ControlPlane {
     /// Starts etcd and kube-apiserver, and with `controller_manager` also
     /// kube-controller-manager (Deployments get ReplicaSets; owner-reference GC runs).
+    /// `None` (skip) when a binary is missing and services are not required.
     pub async fn start(controller_manager: bool) -> Option<ControlPlane> {
         let etcd_bin = require("etcd")?;
         let apiserver_bin = require("kube-apiserver")?;
@@ -156,124 +161,33 @@ impl ControlPlane {
         let dir = tempfile::Builder::new()
             .prefix("pushcluster-kube-")
             .tempdir()
-            .unwrap();
-        let d = dir.path();
-        make_certs(d);
+            .expect("temp dir");
+        let d = dir.path().to_owned();
+        make_certs(&d);
 
-        let (client_port, peer_port) = (free_port(), free_port());
-        let etcd_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut cmd = Command::new(etcd_bin);
-        cmd.arg("--data-dir")
-            .arg(d.join("etcd"))
-            .args(["--name", "default", "--unsafe-no-fsync=true"])
-            .args([
-                "--listen-client-urls",
-                &etcd_url,
-                "--advertise-client-urls",
-                &etcd_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .args(["--log-level", "warn"]);
-        let etcd_log = d.join("etcd.log");
-        let mut etcd = Proc::spawn("etcd", cmd, &etcd_log).expect("spawn etcd");
-        let etcd_addr = format!("127.0.0.1:{client_port}").parse().unwrap();
-        wait_ready("etcd", Duration::from_secs(20), || {
-            let alive = etcd.check_running(&etcd_log);
-            async move {
-                alive?;
-                tcp_ready(etcd_addr).await
-            }
+        let (etcd_url, etcd) = retry_start("etcd", || start_etcd(&etcd_bin, &d)).await;
+        let (server, apiserver) = retry_start("kube-apiserver", || {
+            start_apiserver(&apiserver_bin, &d, &etcd_url)
         })
-        .await
-        .expect("etcd ready");
-
-        let port = free_port();
-        let server = format!("https://127.0.0.1:{port}");
-        let p = |f: &str| d.join(f).display().to_string();
-        let mut cmd = Command::new(apiserver_bin);
-        cmd.arg(format!("--etcd-servers={etcd_url}"))
-            .arg(format!("--cert-dir={}", p("certs")))
-            .arg(format!("--tls-cert-file={}", p("serving.crt")))
-            .arg(format!("--tls-private-key-file={}", p("serving.key")))
-            .arg(format!("--client-ca-file={}", p("ca.crt")))
-            .arg(format!("--secure-port={port}"))
-            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
-            .args([
-                "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.0.0.0/24",
-            ])
-            .args([
-                "--disable-admission-plugins=ServiceAccount",
-                "--allow-privileged=true",
-            ])
-            .arg(format!("--service-account-issuer={server}"))
-            .arg(format!("--service-account-key-file={}", p("sa.pub")))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                p("sa.key")
-            ))
-            .arg("--v=0");
-        let api_log = d.join("kube-apiserver.log");
-        let mut apiserver = Proc::spawn("kube-apiserver", cmd, &api_log).expect("spawn apiserver");
-        let kubeconfig = write_kubeconfig(d, &server);
-        let kc = kubeconfig.clone();
-        wait_ready("kube-apiserver /readyz", Duration::from_secs(90), || {
-            let alive = apiserver.check_running(&api_log);
-            let kc = kc.clone();
-            async move {
-                alive?;
-                let client = client_from(&kc).await?;
-                let req = http::Request::get("/readyz").body(Vec::new())?;
-                let text = client.request_text(req).await?;
-                anyhow::ensure!(text.trim() == "ok", "readyz: {text}");
-                Ok(())
-            }
-        })
-        .await
-        .expect("kube-apiserver ready");
-
-        let controller_manager = kcm_bin.map(|bin| {
-            let mut cmd = Command::new(bin);
-            cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
-                .args([
-                    "--leader-elect=false",
-                    "--controllers=*",
-                    "--use-service-account-credentials=false",
-                ])
-                .arg(format!(
-                    "--service-account-private-key-file={}",
-                    p("sa.key")
-                ))
-                .arg(format!("--root-ca-file={}", p("ca.crt")))
-                .args([
-                    "--bind-address=127.0.0.1",
-                    &format!("--secure-port={}", free_port()),
-                ])
-                .arg(format!("--cert-dir={}", p("kcm-certs")))
-                .arg("--v=0");
-            Proc::spawn(
-                "kube-controller-manager",
-                cmd,
-                &d.join("kube-controller-manager.log"),
-            )
-            .expect("spawn kube-controller-manager")
-        });
-
+        .await;
+        let kubeconfig = d.join("kubeconfig");
+        let controller_manager = match kcm_bin {
+            Some(bin) => Some(
+                retry_start("kube-controller-manager", || {
+                    start_controller_manager(&bin, &d, &kubeconfig)
+                })
+                .await,
+            ),
+            None => None,
+        };
         Some(ControlPlane {
             server,
             kubeconfig,
             kubectl,
-            dir,
             _controller_manager: controller_manager,
             _apiserver: apiserver,
             _etcd: etcd,
+            dir,
         })
     }
 
@@ -290,6 +204,14 @@ impl ControlPlane {
             .args(args))
     }
 
+    /// A [`Kubectl`] bound to this control plane's kubeconfig.
+    pub fn kubectl_tool(&self) -> Kubectl {
+        Kubectl {
+            bin: self.kubectl.clone(),
+            kubeconfig: Some(self.kubeconfig.clone()),
+        }
+    }
+
     /// Directory holding the certificates and component logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -300,4 +222,131 @@ async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
+}
+
+async fn start_etcd(bin: &Path, d: &Path) -> anyhow::Result<(String, Proc)> {
+    let [client_port, peer_port] = free_ports::<2>();
+    let etcd_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let data = d.join("etcd");
+    let _ = std::fs::remove_dir_all(&data);
+    let mut cmd = Command::new(bin);
+    cmd.arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "default", "--unsafe-no-fsync=true"])
+        .args([
+            "--listen-client-urls",
+            &etcd_url,
+            "--advertise-client-urls",
+            &etcd_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", &format!("default={peer_url}")])
+        .args(["--log-level", "warn"]);
+    let mut etcd = Proc::spawn("etcd", cmd, &d.join("etcd.log"))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], client_port));
+    etcd.wait_ready(Duration::from_secs(20), || async move {
+        // etcd answers /health with {"health":"true"} once it has a leader.
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /health HTTP/1.0\r\n\r\n").await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        anyhow::ensure!(out.contains(r#""health":"true""#), "etcd /health: {out}");
+        Ok(())
+    })
+    .await?;
+    Ok((etcd_url, etcd))
+}
+
+async fn start_apiserver(bin: &Path, d: &Path, etcd_url: &str) -> anyhow::Result<(String, Proc)> {
+    let port = free_port();
+    let server = format!("https://127.0.0.1:{port}");
+    let p = |f: &str| d.join(f).display().to_string();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--etcd-servers={etcd_url}"))
+        .arg(format!("--cert-dir={}", p("certs")))
+        .arg(format!("--tls-cert-file={}", p("serving.crt")))
+        .arg(format!("--tls-private-key-file={}", p("serving.key")))
+        .arg(format!("--client-ca-file={}", p("ca.crt")))
+        .arg(format!("--secure-port={port}"))
+        .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+        .args([
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+        ])
+        .args([
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+        ])
+        .arg(format!("--service-account-issuer={server}"))
+        .arg(format!("--service-account-key-file={}", p("sa.pub")))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            p("sa.key")
+        ))
+        .arg("--v=0");
+    let mut apiserver = Proc::spawn("kube-apiserver", cmd, &d.join("kube-apiserver.log"))?;
+    let kubeconfig = write_kubeconfig(d, &server);
+    apiserver
+        .wait_ready(Duration::from_secs(90), || {
+            let kc = kubeconfig.clone();
+            async move {
+                let client = client_from(&kc).await?;
+                let req = http::Request::get("/readyz").body(Vec::new())?;
+                let text = client.request_text(req).await?;
+                anyhow::ensure!(text.trim() == "ok", "readyz: {text}");
+                Ok(())
+            }
+        })
+        .await?;
+    Ok((server, apiserver))
+}
+
+async fn start_controller_manager(bin: &Path, d: &Path, kubeconfig: &Path) -> anyhow::Result<Proc> {
+    let port = free_port();
+    let p = |f: &str| d.join(f).display().to_string();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args([
+            "--leader-elect=false",
+            "--controllers=*",
+            "--use-service-account-credentials=false",
+        ])
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            p("sa.key")
+        ))
+        .arg(format!("--root-ca-file={}", p("ca.crt")))
+        .args(["--bind-address=127.0.0.1", &format!("--secure-port={port}")])
+        .arg(format!("--cert-dir={}", p("kcm-certs")))
+        .arg("--v=0");
+    let mut kcm = Proc::spawn(
+        "kube-controller-manager",
+        cmd,
+        &d.join("kube-controller-manager.log"),
+    )?;
+    // /healthz is always allowed; the serving certificate is self-signed in --cert-dir.
+    let kubeconfig = kubeconfig.to_owned();
+    kcm.wait_ready(Duration::from_secs(60), || {
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
+            let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+            config.cluster_url = format!("https://127.0.0.1:{port}").parse()?;
+            config.root_cert = None;
+            config.accept_invalid_certs = true;
+            let client = kube::Client::try_from(config)?;
+            let req = http::Request::get("/healthz").body(Vec::new())?;
+            let text = client.request_text(req).await?;
+            anyhow::ensure!(text.trim() == "ok", "healthz: {text}");
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(kcm)
 }

@@ -13,10 +13,12 @@
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
 //! - [`dnsmasq`]: a DNS server with given A records, and a tiny resolver for tests.
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
+//! - [`Helm`], [`Kubectl`]: the built `helm` and `kubectl` binaries.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 pub mod dnsmasq;
@@ -24,6 +26,9 @@ pub mod kube;
 pub mod mongo;
 pub mod redis;
 pub mod squid;
+pub mod tools;
+
+pub use tools::{Helm, Kubectl};
 
 /// Where `make tools` puts everything.
 pub fn tools_dir() -> PathBuf {
@@ -54,33 +59,106 @@ pub fn services_required() -> bool {
 }
 
 /// Finds a tool, or fails (CI) / skips loudly (locally) when it is missing.
+///
+/// ```no_run
+/// let Some(helm) = pushcluster_test_support::require("helm") else { return };
+/// ```
 pub fn require(name: &str) -> Option<PathBuf> {
-    if let Some(p) = find_tool(name) {
-        return Some(p);
-    }
+    find_tool(name).or_else(|| missing(name, services_required()))
+}
+
+fn missing(name: &str, required: bool) -> Option<PathBuf> {
     let msg = format!(
         "`{name}` not found in {}/bin or on PATH: run `make tools`",
         tools_dir().display()
     );
-    if services_required() {
+    if required {
         panic!("{msg} (required because CI or PUSHCLUSTER_REQUIRE_SERVICES is set)");
     }
-    eprintln!("\n*** SKIPPED: {msg} ***\n");
+    // Straight to fd 2: libtest captures `eprintln!` of passing tests, which would hide this.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {msg} ***\n");
     None
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 (bound, then released). Callers retry their start when the
+/// port was taken in between (see [`retry_start`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port")
+    free_ports::<1>()[0]
 }
 
-/// A child process killed (SIGKILL, whole process group) on drop.
+/// `N` distinct free TCP ports on 127.0.0.1 (all bound at once, then released).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
+}
+
+/// Runs `attempt` up to 5 times (each picks new ports, so a port taken by a parallel test only
+/// costs a retry); panics with the last error.
+pub async fn retry_start<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut last = None;
+    for _ in 0..5 {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!(
+        "{what} did not start: {:#}",
+        last.expect("at least one attempt")
+    );
+}
+
+/// The last `lines` lines of a log file.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns on one thread that lives as long as the process: the parent-death signal fires when
+/// the spawning *thread* exits, so children must not be spawned from short-lived threads.
+fn spawn_guarded(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("pushcluster-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, result) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((cmd, reply))
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?;
+    result
+        .recv()
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?
+}
+
+/// A child process in its own process group, killed (SIGKILL to the whole group) and reaped on
+/// drop, also when the test panics; killed by the kernel (parent-death signal) if the test
+/// process itself dies.
 pub struct Proc {
     child: Child,
     name: String,
+    log: PathBuf,
+    reaped: bool,
 }
 
 impl Proc {
@@ -95,12 +173,23 @@ impl Proc {
             .stdout(out.try_clone()?)
             .stderr(out)
             .process_group(0);
-        let child = cmd
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("failed to start {name}: {e}"))?;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Killed too when the test process dies without unwinding (SIGKILL, timeout).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child =
+            spawn_guarded(cmd).map_err(|e| anyhow::anyhow!("failed to start {name}: {e}"))?;
         Ok(Proc {
             child,
             name: name.to_owned(),
+            log: log.to_owned(),
+            reaped: false,
         })
     }
 
@@ -108,34 +197,68 @@ impl Proc {
         self.child.id()
     }
 
-    /// Fails if the process has already exited.
-    pub fn check_running(&mut self, log: &Path) -> anyhow::Result<()> {
+    /// The file receiving the process's stdout and stderr.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Fails (with the end of its log) if the process has already exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: String = tail
-                .lines()
-                .rev()
-                .take(30)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-            anyhow::bail!("{} exited with {status}:\n{tail}", self.name);
+            self.reaped = true;
+            anyhow::bail!(
+                "{} exited with {status}; end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                log_tail(&self.log, 30)
+            );
         }
         Ok(())
     }
 
+    /// Waits until `check` succeeds while the process runs; on timeout the error carries the
+    /// end of the process's log.
+    pub async fn wait_ready<F, Fut>(
+        &mut self,
+        timeout: Duration,
+        mut check: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let name = self.name.clone();
+        let result = wait_ready(&name, timeout, || {
+            let alive = self.check_running();
+            let fut = check();
+            async move {
+                alive?;
+                fut.await
+            }
+        })
+        .await;
+        result.map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#}\nend of {}:\n{}",
+                self.log.display(),
+                log_tail(&self.log, 30)
+            )
+        })
+    }
+
     /// Kills the process group and reaps the child.
     pub fn kill(&mut self) {
-        let pgid = self.child.id() as i32;
-        // Negative pid: the whole group (helpers such as squid's auth programs included).
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .stderr(Stdio::null())
-            .status();
+        if let (false, Ok(pgid)) = (self.reaped, i32::try_from(self.child.id())) {
+            // The whole group: helpers such as squid's auth programs included. The child has not
+            // been reaped yet, so its pid (= pgid) cannot have been reused.
+            // SAFETY: killpg only sends a signal.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.reaped = true;
     }
 }
 
@@ -182,4 +305,27 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tool_skips_locally() {
+        assert_eq!(missing("pushcluster-no-such-tool", false), None);
+        assert_eq!(find_tool("pushcluster-no-such-tool"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "run `make tools`")]
+    fn missing_tool_fails_when_required() {
+        missing("pushcluster-no-such-tool", true);
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let [a, b, c] = free_ports::<3>();
+        assert!(a != b && b != c && a != c);
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mongodb::bson::doc;
 use tempfile::TempDir;
 
-use crate::{Proc, free_port, require, wait_ready};
+use crate::{Proc, free_port, require, retry_start};
 
 /// A MongoDB-compatible server and a database name unique to this test.
 pub struct Mongo {
@@ -15,6 +15,7 @@ pub struct Mongo {
     pub database: String,
     /// True when this is a real MongoDB from `MONGODB_URI`.
     pub real: bool,
+    // Declared before `_dir`: the server is killed before its directory is removed.
     _proc: Option<Proc>,
     _dir: Option<TempDir>,
 }
@@ -42,50 +43,40 @@ impl Mongo {
             });
         }
         let bin = require("ferretdb")?;
-        let mut last = None;
-        for _ in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("pushcluster-ferretdb-")
-                .tempdir()
-                .unwrap();
-            let port = free_port();
-            let data = dir.path().join("data");
-            std::fs::create_dir_all(&data).unwrap();
-            let mut cmd = Command::new(&bin);
-            cmd.arg("--handler=sqlite")
-                .arg(format!("--sqlite-url=file:{}/", data.display()))
-                .arg(format!("--listen-addr=127.0.0.1:{port}"))
-                .arg(format!("--state-dir={}", dir.path().display()))
-                .args(["--telemetry=disable", "--debug-addr=-", "--log-level=warn"]);
-            let log = dir.path().join("ferretdb.log");
-            let mut proc = match Proc::spawn("ferretdb", cmd, &log) {
-                Ok(p) => p,
-                Err(e) => panic!("{e:#}"),
-            };
-            let uri = format!("mongodb://127.0.0.1:{port}/");
-            let ready = wait_ready("ferretdb", Duration::from_secs(20), || {
-                let alive = proc.check_running(&log);
-                let uri = uri.clone();
+        Some(
+            retry_start("ferretdb", || {
+                let bin = bin.clone();
                 async move {
-                    alive?;
-                    ping(&uri).await
-                }
-            })
-            .await;
-            match ready {
-                Ok(()) => {
-                    return Some(Mongo {
+                    let dir = tempfile::Builder::new()
+                        .prefix("pushcluster-ferretdb-")
+                        .tempdir()?;
+                    let port = free_port();
+                    let data = dir.path().join("data");
+                    std::fs::create_dir_all(&data)?;
+                    let mut cmd = Command::new(&bin);
+                    cmd.arg("--handler=sqlite")
+                        .arg(format!("--sqlite-url=file:{}/", data.display()))
+                        .arg(format!("--listen-addr=127.0.0.1:{port}"))
+                        .arg(format!("--state-dir={}", dir.path().display()))
+                        .args(["--telemetry=disable", "--debug-addr=-", "--log-level=warn"]);
+                    let mut proc = Proc::spawn("ferretdb", cmd, &dir.path().join("ferretdb.log"))?;
+                    let uri = format!("mongodb://127.0.0.1:{port}/");
+                    proc.wait_ready(Duration::from_secs(20), || {
+                        let uri = uri.clone();
+                        async move { ping(&uri).await }
+                    })
+                    .await?;
+                    Ok(Mongo {
                         uri,
                         database: unique_db(),
                         real: false,
                         _proc: Some(proc),
                         _dir: Some(dir),
-                    });
+                    })
                 }
-                Err(e) => last = Some(e),
-            }
-        }
-        panic!("ferretdb did not start: {:#}", last.unwrap());
+            })
+            .await,
+        )
     }
 
     pub async fn client(&self) -> mongodb::Client {

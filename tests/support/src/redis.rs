@@ -6,16 +6,17 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::{Proc, free_port, require, run, wait_ready};
+use crate::{Proc, free_port, require, retry_start, run, wait_ready};
 
-/// A `redis-server` on 127.0.0.1.
+/// A `redis-server` on 127.0.0.1, without persistence.
 pub struct Redis {
     pub port: u16,
     pub url: String,
     bin: PathBuf,
-    dir: TempDir,
-    proc: Option<Proc>,
     args: Vec<String>,
+    // Declared before `dir`: the server is killed before its directory is removed.
+    proc: Option<Proc>,
+    dir: TempDir,
 }
 
 impl Redis {
@@ -24,28 +25,42 @@ impl Redis {
         Self::start_with(&[]).await
     }
 
+    /// Starts Redis with extra `redis-server` arguments (e.g. `--cluster-enabled yes`).
     pub async fn start_with(extra: &[&str]) -> Option<Redis> {
         let bin = require("redis-server")?;
-        let mut last = None;
-        for _ in 0..5 {
-            let port = free_port();
-            let mut r = Redis {
-                port,
-                url: format!("redis://127.0.0.1:{port}"),
-                bin: bin.clone(),
-                dir: tempfile::Builder::new()
-                    .prefix("pushcluster-redis-")
-                    .tempdir()
-                    .unwrap(),
-                proc: None,
-                args: extra.iter().map(|s| s.to_string()).collect(),
-            };
-            match r.launch().await {
-                Ok(()) => return Some(r),
-                Err(e) => last = Some(e),
-            }
+        Some(
+            retry_start("redis-server", || {
+                let bin = bin.clone();
+                async move {
+                    let mut r = Redis::new(bin, free_port(), extra);
+                    r.launch().await?;
+                    Ok(r)
+                }
+            })
+            .await,
+        )
+    }
+
+    /// Starts Redis on a given port (one attempt: fails if the port is taken), e.g. to bring
+    /// back a server on the address a component under test already knows.
+    pub async fn start_on(port: u16, extra: &[&str]) -> Option<anyhow::Result<Redis>> {
+        let bin = require("redis-server")?;
+        let mut r = Redis::new(bin, port, extra);
+        Some(r.launch().await.map(|()| r))
+    }
+
+    fn new(bin: PathBuf, port: u16, extra: &[&str]) -> Redis {
+        Redis {
+            port,
+            url: format!("redis://127.0.0.1:{port}"),
+            bin,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            proc: None,
+            dir: tempfile::Builder::new()
+                .prefix("pushcluster-redis-")
+                .tempdir()
+                .expect("temp dir"),
         }
-        panic!("redis-server did not start: {:#}", last.unwrap());
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
@@ -58,32 +73,45 @@ impl Redis {
         let log = self.dir.path().join("redis.log");
         let mut proc = Proc::spawn("redis-server", cmd, &log)?;
         let url = self.url.clone();
-        let result = wait_ready("redis", Duration::from_secs(10), || {
-            let url = url.clone();
-            let alive = proc.check_running(&log);
-            async move {
-                alive?;
-                ping(&url).await
-            }
-        })
-        .await;
+        let result = proc
+            .wait_ready(Duration::from_secs(10), || {
+                let url = url.clone();
+                async move { ping(&url).await }
+            })
+            .await;
         self.proc = Some(proc);
         result
     }
 
-    /// Kills the server (as a crash would) without restarting it.
+    /// Kills the server (SIGKILL, as a crash would) without restarting it.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
     }
 
-    /// Starts the server again on the same port (empty: no persistence).
+    /// Starts the server again on the same port (empty: no persistence). Panics if it cannot.
     pub async fn restart(&mut self) {
         self.stop();
-        self.launch().await.expect("redis restart");
+        let mut last = None;
+        // The old socket may linger for a moment; the port is ours, so just try again.
+        for _ in 0..20 {
+            match self.launch().await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            self.stop();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("redis restart on port {}: {:#}", self.port, last.unwrap());
     }
 
+    /// The server's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// The server's working directory (its log is `redis.log` there).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }

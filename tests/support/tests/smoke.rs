@@ -7,12 +7,12 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams};
 use mongodb::bson::{Document, doc};
+use pushcluster_test_support::Helm;
 use pushcluster_test_support::dnsmasq::{Dnsmasq, resolve_a};
 use pushcluster_test_support::kube::ControlPlane;
 use pushcluster_test_support::mongo::Mongo;
-use pushcluster_test_support::redis::Redis;
+use pushcluster_test_support::redis::{Redis, RedisCluster};
 use pushcluster_test_support::squid::Squid;
-use pushcluster_test_support::{require, run};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -34,6 +34,91 @@ async fn redis_set_get() {
         .await
         .unwrap();
     assert_eq!(v, "v1");
+}
+
+#[tokio::test]
+async fn redis_restarts_on_the_same_port_and_cleans_up() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("before")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    redis.stop();
+    assert!(
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_err(),
+        "PING answered after stop"
+    );
+    let port = redis.port;
+    redis.restart().await;
+    assert_eq!(redis.port, port);
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let v: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v, None, "a restarted Redis starts empty");
+
+    // No process nor temp dir outlives the handle.
+    let dir = redis.dir().to_owned();
+    let pid = redis.pid().unwrap();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc_dir.exists());
+    drop(redis);
+    assert!(!dir.exists(), "{} still exists", dir.display());
+    assert!(!proc_dir.exists(), "redis pid {pid} still alive");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "port {port} still answers"
+    );
+}
+
+#[tokio::test]
+async fn redis_cluster_of_three_masters() {
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    assert_eq!(cluster.urls().len(), 3);
+    let client = redis::cluster::ClusterClient::new(cluster.urls()).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    // Keys in different slots land on different masters.
+    for i in 0..20 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key-{i}"))
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("key-{i}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    let mut masters_with_keys = 0;
+    for url in cluster.urls() {
+        let c = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = c.get_multiplexed_async_connection().await.unwrap();
+        let n: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        if n > 0 {
+            masters_with_keys += 1;
+        }
+    }
+    assert_eq!(masters_with_keys, 3);
 }
 
 #[tokio::test]
@@ -67,6 +152,7 @@ async fn mongo_insert_find_unique_and_ttl_index() {
                 .build(),
         )
         .await;
+    let ttl_created = ttl.is_ok();
     match ttl {
         Ok(_) => {}
         // FerretDB's SQLite backend: a clear NotImplemented (code 238), which MongoStore
@@ -90,12 +176,21 @@ async fn mongo_insert_find_unique_and_ttl_index() {
     );
     let indexes = coll.list_index_names().await.unwrap();
     assert!(indexes.iter().any(|n| n.contains("key")), "{indexes:?}");
-    if mongo.real {
-        assert!(
-            indexes.iter().any(|n| n.contains("expires_at")),
-            "{indexes:?}"
-        );
+    if ttl_created {
+        let mut cursor = coll.list_indexes().await.unwrap();
+        let mut ttl_seconds = None;
+        while cursor.advance().await.unwrap() {
+            let index: mongodb::IndexModel = cursor.deserialize_current().unwrap();
+            if index.keys.contains_key("expires_at") {
+                ttl_seconds = index.options.and_then(|o| o.expire_after);
+            }
+        }
+        assert_eq!(ttl_seconds, Some(Duration::from_secs(0)), "{indexes:?}");
     }
+    eprintln!(
+        "TTL index created: {ttl_created} (real MongoDB: {})",
+        mongo.real
+    );
 }
 
 /// A one-shot HTTP server on 127.0.0.1 answering 200 "hello".
@@ -147,6 +242,24 @@ async fn via_proxy(proxy_port: u16, target_port: u16, auth: Option<(&str, &str)>
         }
 }
 
+/// Sends a raw request to the proxy and returns the first line of its reply.
+async fn status_line(proxy_port: u16, request: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy_port))
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn squid_requires_basic_auth() {
     let target = tiny_http().await;
@@ -163,6 +276,23 @@ async fn squid_requires_basic_auth() {
     let other = tiny_http().await;
     let blocked = via_proxy(squid.port, other, Some(("apns", "s3cret"))).await;
     assert!(blocked.contains(" 403 "), "{blocked}");
+    // CONNECT (how the APNs client tunnels) is allowed with credentials; other methods are not.
+    let cred = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("apns:s3cret")
+    };
+    let connect = status_line(
+        squid.port,
+        &format!("CONNECT 127.0.0.1:{target} HTTP/1.1\r\nHost: 127.0.0.1:{target}\r\nProxy-Authorization: Basic {cred}\r\n\r\n"),
+    )
+    .await;
+    assert!(connect.contains(" 200 "), "{connect}");
+    let post = status_line(
+        squid.port,
+        &format!("POST http://127.0.0.1:{target}/ HTTP/1.1\r\nHost: 127.0.0.1:{target}\r\nProxy-Authorization: Basic {cred}\r\nContent-Length: 0\r\n\r\n"),
+    )
+    .await;
+    assert!(post.contains(" 403 "), "{post}");
     let log = squid.access_log();
     assert!(
         log.iter()
@@ -189,8 +319,8 @@ async fn dnsmasq_resolves_headless_names() {
 
 #[tokio::test]
 async fn helm_version_and_lint() {
-    let Some(helm) = require("helm") else { return };
-    let version = run(std::process::Command::new(&helm).args(["version", "--short"])).unwrap();
+    let Some(helm) = Helm::find() else { return };
+    let version = helm.run(&["version", "--short"]).unwrap();
     assert!(version.starts_with("v3."), "{version}");
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("tiny");
@@ -206,14 +336,17 @@ async fn helm_version_and_lint() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.name }}\n",
     )
     .unwrap();
-    let lint = run(std::process::Command::new(&helm).arg("lint").arg(&chart)).unwrap();
+    let chart = chart.to_str().unwrap();
+    let lint = helm.run(&["lint", chart]).unwrap();
     assert!(lint.contains("0 chart(s) failed"), "{lint}");
+    let rendered = helm.run(&["template", "r", chart]).unwrap();
+    assert!(rendered.contains("name: x"), "{rendered}");
     std::fs::write(
-        chart.join("templates/bad.yaml"),
+        std::path::Path::new(chart).join("templates/bad.yaml"),
         "{{ .Values.nope.deeper }}\n",
     )
     .unwrap();
-    assert!(run(std::process::Command::new(&helm).arg("lint").arg(&chart)).is_err());
+    assert!(helm.run(&["lint", chart]).is_err());
 }
 
 #[tokio::test]
@@ -227,12 +360,14 @@ async fn control_plane_configmap_via_kube_and_kubectl() {
     n.metadata.name = Some("smoke".into());
     ns.create(&PostParams::default(), &n).await.unwrap();
     let cms = Api::<ConfigMap>::namespaced(client, "smoke");
+    assert!(cms.get_opt("hello").await.unwrap().is_none());
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("hello".into());
     cm.data = Some([("greeting".to_string(), "hi".to_string())].into());
     cms.create(&PostParams::default(), &cm).await.unwrap();
     let out = cp
-        .kubectl(&[
+        .kubectl_tool()
+        .run(&[
             "-n",
             "smoke",
             "get",
@@ -243,6 +378,12 @@ async fn control_plane_configmap_via_kube_and_kubectl() {
         ])
         .unwrap();
     assert_eq!(out, "hi");
+    // And the other way round: kubectl writes, kube reads.
+    cp.kubectl_tool()
+        .apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-kubectl\n  namespace: smoke\ndata:\n  k: v\n")
+        .unwrap();
+    let back = cms.get("from-kubectl").await.unwrap();
+    assert_eq!(back.data.unwrap()["k"], "v");
 }
 
 #[tokio::test]

@@ -85,7 +85,10 @@ impl RedisRouteTable {
         }
     }
 
-    async fn pipe(&self, pipe: &redis::Pipeline) -> Result<(), RouteError> {
+    async fn pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, RouteError> {
         match self.conn.clone() {
             Conn::Single(mut c) => pipe.query_async(&mut c).await.map_err(unavailable),
             Conn::Cluster(mut c) => pipe.query_async(&mut c).await.map_err(unavailable),
@@ -93,29 +96,36 @@ impl RedisRouteTable {
     }
 
     /// Writes (or renews) `node`'s entry for `user`, and drops expired entries of other nodes.
-    async fn upsert(&self, user: &str, node: &NodeId) -> Result<(), RouteError> {
+    /// Returns true when the entry was missing (new, expired, or lost in a Redis restart).
+    async fn upsert(&self, user: &str, node: &NodeId) -> Result<bool, RouteError> {
         let now = now_ms();
         let k = key(user);
         let mut p = redis::pipe();
         p.atomic()
-            .zadd(&k, &node.0, now + self.ttl.as_millis() as u64)
-            .ignore()
             .zrembyscore(&k, "-inf", now)
             .ignore()
+            .zadd(&k, &node.0, now + self.ttl.as_millis() as u64)
             .pexpire(&k, self.ttl.as_millis() as i64)
             .ignore();
-        self.pipe(&p).await
+        let (added,): (i64,) = self.pipe(&p).await?;
+        Ok(added > 0)
     }
 
-    /// Renews `node`'s entries for `users` (the heartbeat). Returns how many failed.
-    pub async fn refresh(&self, users: &[String], node: &NodeId) -> usize {
-        let mut failed = 0;
+    /// Renews `node`'s entries for `users` (the heartbeat).
+    pub async fn refresh(&self, users: &[String], node: &NodeId) -> Refresh {
+        let mut out = Refresh::default();
         for chunk in users.chunks(256) {
             let results =
                 futures_util::future::join_all(chunk.iter().map(|u| self.upsert(u, node))).await;
-            failed += results.iter().filter(|r| r.is_err()).count();
+            for (user, r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(true) => out.restored.push(user.clone()),
+                    Ok(false) => {}
+                    Err(_) => out.failed += 1,
+                }
+            }
         }
-        failed
+        out
     }
 
     /// Route entry lifetime.
@@ -124,10 +134,20 @@ impl RedisRouteTable {
     }
 }
 
+/// Outcome of a heartbeat.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    /// Users whose entry could not be written.
+    pub failed: usize,
+    /// Users whose entry was missing and has been written again: messages may have been
+    /// stored for them while they were unroutable.
+    pub restored: Vec<String>,
+}
+
 #[async_trait]
 impl RouteTable for RedisRouteTable {
     async fn add(&self, user: &str, node: &NodeId) -> Result<(), RouteError> {
-        self.upsert(user, node).await
+        self.upsert(user, node).await.map(|_| ())
     }
 
     async fn remove(&self, user: &str, node: &NodeId) -> Result<(), RouteError> {

@@ -160,22 +160,49 @@ impl Server {
         body: Option<String>,
         api_key: &str,
     ) -> (u16, Bytes) {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr))
-            .header("authorization", format!("Bearer {api_key}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
-        let client = HttpClient::builder(TokioExecutor::new()).build_http();
-        let resp = tokio::time::timeout(WAIT, client.request(req))
-            .await
-            .expect("http timeout")
-            .expect("http request");
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, bytes)
+        http_request(self.addr, method, path, body, api_key).await
     }
+}
+
+/// One HTTP request to any pushd HTTP address.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    api_key: &str,
+) -> (u16, Bytes) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {api_key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let client = HttpClient::builder(TokioExecutor::new()).build_http();
+    let resp = tokio::time::timeout(WAIT, client.request(req))
+        .await
+        .expect("http timeout")
+        .expect("http request");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, bytes)
+}
+
+/// POSTs a message body to `/v1/messages` at `addr`.
+pub async fn post_message(addr: SocketAddr, body: &Value) -> (u16, Value) {
+    let (status, bytes) = http_request(
+        addr,
+        "POST",
+        "/v1/messages",
+        Some(body.to_string()),
+        API_KEY,
+    )
+    .await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 pub fn token(user: &str) -> String {
@@ -263,5 +290,57 @@ where
             "condition not met in time"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A cluster role process (`pushd auth|collect|dispatch|push`), killed on drop.
+pub struct Role {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub child: Child,
+}
+
+impl Role {
+    pub async fn spawn(role: &str, args: &[String]) -> Role {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pushd"))
+            .arg(role)
+            .args(args)
+            .env("PUSHD_JWT_SECRET", SECRET)
+            .env("PUSHD_API_KEY", API_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn pushd role");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("pushd {role} did not start"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("pushd {role} exited before listening"))
+        };
+        let http = next().await;
+        let grpc = next().await;
+        let http = http
+            .strip_prefix("pushd listening on http://")
+            .unwrap_or_else(|| panic!("{http}"))
+            .parse()
+            .unwrap();
+        let grpc = grpc
+            .strip_prefix("pushd grpc on ")
+            .unwrap_or_else(|| panic!("{grpc}"))
+            .parse()
+            .unwrap();
+        Role { http, grpc, child }
+    }
+
+    /// SIGKILL, as a crashed pod.
+    pub fn sigkill(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }

@@ -21,7 +21,8 @@ async fn exercise(routes: &RedisRouteTable) {
     for u in &users {
         routes.add(u, &a).await.unwrap();
     }
-    assert_eq!(routes.refresh(&users, &a).await, 0);
+    let r = routes.refresh(&users, &a).await;
+    assert_eq!((r.failed, r.restored.len()), (0, 0), "all present");
     for u in &users {
         assert_eq!(routes.lookup(u).await.unwrap(), vec![a.clone()]);
     }
@@ -81,7 +82,13 @@ async fn entries_expire_unless_renewed_and_survive_a_redis_restart() {
     // The connection manager reconnects; a heartbeat restores the route.
     let mut restored = false;
     for _ in 0..50 {
-        if routes.refresh(&["u".to_string()], &n).await == 0 {
+        let r = routes.refresh(&["u".to_string()], &n).await;
+        if r.failed == 0 {
+            assert_eq!(
+                r.restored,
+                vec!["u".to_string()],
+                "the lost entry is reported"
+            );
             restored = true;
             break;
         }

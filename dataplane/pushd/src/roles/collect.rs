@@ -1,0 +1,126 @@
+//! `pushd collect`: the HTTP API and gRPC `Submit`; stores in MongoDB, hands to dispatch.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use http::StatusCode;
+use prometheus_client::registry::Registry;
+use pushcluster_collect::{Collect, SubmitService};
+use pushcluster_config::{LimitsArgs, LogArgs, MongoArgs, ShutdownArgs};
+use pushcluster_dispatch::service::RemoteDispatch;
+use pushcluster_proto::grpc::collect_server::CollectServer;
+use pushcluster_server::ops::Ops;
+use pushcluster_server::{Handler, Shutdown, respond};
+use pushcluster_store::mongo::MongoStore;
+use pushcluster_telemetry::Metrics;
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Address of the HTTP API (`/v1/messages`) and /healthz, /readyz, /metrics.
+    #[arg(long, env = "PUSHD_LISTEN", default_value = "0.0.0.0:8081")]
+    pub listen: SocketAddr,
+    /// Address of the Collect gRPC service (`Submit`).
+    #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7004")]
+    pub grpc_listen: SocketAddr,
+    /// The dispatch role's gRPC address, e.g. http://dispatch:7002.
+    #[arg(long, env = "PUSHD_DISPATCH_ADDR")]
+    pub dispatch_addr: String,
+    /// Key business systems send as `Authorization: Bearer <key>`.
+    #[arg(long, env = "PUSHD_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let limits = args.limits.limits()?;
+    if args.api_key.len() < 16 {
+        anyhow::bail!("PUSHD_API_KEY must be at least 16 bytes");
+    }
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let ops = Ops::new(registry);
+    // Start even while MongoDB is down (503s until it answers); indexes are ensured in the
+    // background.
+    let (uri, db) = (
+        args.mongo.mongodb_uri.clone(),
+        args.mongo.mongodb_database.clone(),
+    );
+    let store = Arc::new(MongoStore::connect_lazy(&uri, &db).await?);
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match MongoStore::connect(&uri, &db).await {
+                Ok(_) => return tracing::info!("MongoDB indexes ready"),
+                Err(e) => tracing::warn!(error = %e, "MongoDB not ready; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    });
+    let collect = Arc::new(Collect {
+        store: store.clone(),
+        handoff: Arc::new(RemoteDispatch::new(&args.dispatch_addr).map_err(anyhow::Error::msg)?),
+        api_key: args.api_key.clone(),
+        limits,
+        metrics: metrics.clone(),
+    });
+    let bound = super::bind(args.listen, args.grpc_listen).await?;
+    let shutdown = Shutdown::default();
+    // Every replica may sweep: marking expiry is idempotent.
+    let sweeper = tokio::spawn(crate::standalone::sweep(
+        store,
+        metrics,
+        Duration::from_secs(5),
+        shutdown.clone(),
+    ));
+    let s = shutdown.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(CollectServer::new(SubmitService {
+            collect: collect.clone(),
+        }))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(bound.grpc),
+            async move { s.wait().await },
+        );
+    let r = super::run_until(
+        super::Serving {
+            ops: ops.clone(),
+            http: bound.http,
+            handler: handler(ops, collect),
+            shutdown,
+            grace: args.shutdown.grace_period,
+        },
+        grpc,
+        stop,
+        async {},
+    )
+    .await;
+    sweeper.abort();
+    r
+}
+
+fn handler(ops: Arc<Ops>, collect: Arc<Collect>) -> Handler {
+    Arc::new(move |req| {
+        let (ops, collect) = (ops.clone(), collect.clone());
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            if let Some(resp) = ops.handle(&path) {
+                return resp;
+            }
+            if let Some(resp) = collect.handle(req).await {
+                return resp;
+            }
+            respond::error(StatusCode::NOT_FOUND, format!("no route for {path}"), None)
+        })
+    })
+}

@@ -1,0 +1,170 @@
+//! Reads: a user's pending page and a message's status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mongodb::bson::{Bson, Document, doc};
+use pushcluster_proto::api::{MessageStatus, RecipientState, RecipientStatus};
+use pushcluster_proto::delivery::now_ms;
+use serde_json::value::RawValue;
+
+use super::{MongoStore, backend, get_state, get_str, get_u64, ms, unfinished};
+use crate::{Error, Pending, PendingPage, Result};
+
+/// Up to `limit` of `user`'s unacked, unexpired deliveries with `seq > after`, in seq order.
+///
+/// `high_seq` is where this differs from redb, which reads the user's counter and inbox in one
+/// snapshot and returns the counter. Here a seq is allocated (the counter bumped) before its
+/// delivery is inserted, and concurrent submits insert out of seq order, so the counter can
+/// name seqs whose deliveries are not visible yet; a push node that took it as its high-water
+/// mark would skip them. So `high_seq` never claims more than was seen:
+/// - `seen` is the highest seq returned, or `after`;
+/// - if the page is not full and the counter, read *before* the page, is above `seen`, the
+///   counter is returned when every seq in `(seen, counter]` has a visible delivery (counted;
+///   they are all acked or expired, or they would be in the page);
+/// - otherwise `seen`. A crashed submit or purged deliveries leave holes that keep it at
+///   `seen`: safe, the push node just asks the store again when a later seq arrives live.
+pub(super) async fn pending(
+    s: &MongoStore,
+    user: &str,
+    after: u64,
+    limit: usize,
+) -> Result<PendingPage> {
+    let counter = s
+        .user_seq
+        .find_one(doc! {"_id": user})
+        .await
+        .map_err(backend)?
+        .map(|d| get_u64(&d, "seq"))
+        .transpose()?
+        .unwrap_or(0);
+    let now = now_ms();
+    let mut rows = Vec::new();
+    if limit > 0 {
+        let mut cursor = s
+            .deliveries
+            .find(doc! {
+                "user": user,
+                "seq": {"$gt": ms(after)},
+                "state": unfinished(),
+                "expires_at": {"$gt": ms(now)},
+            })
+            .sort(doc! {"seq": 1})
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .projection(doc! {"msg": 1, "seq": 1})
+            .await
+            .map_err(backend)?;
+        while cursor.advance().await.map_err(backend)? {
+            let d = cursor.deserialize_current().map_err(backend)?;
+            rows.push((get_str(&d, "msg")?.to_owned(), get_u64(&d, "seq")?));
+        }
+    }
+    let mut messages = messages_by_id(s, rows.iter().map(|(id, _)| id.as_str())).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for (id, seq) in &rows {
+        // Purged since the delivery was read: nothing to send (as redb).
+        let Some(m) = messages.remove(id) else {
+            continue;
+        };
+        let expires_at_ms = get_u64(&m, "expires_at")?;
+        if expires_at_ms <= now {
+            continue;
+        }
+        let payload = RawValue::from_string(get_str(&m, "payload")?.to_owned())
+            .map_err(|e| Error::Corrupt(format!("payload of message {id}: {e}")))?;
+        items.push(Pending {
+            id: id.clone(),
+            seq: *seq,
+            payload: Arc::from(payload),
+            created_at_ms: get_u64(&m, "created_at")?,
+            expires_at_ms,
+        });
+    }
+    let seen = items.last().map_or(after, |p| p.seq.max(after));
+    let high_seq = if rows.len() >= limit || counter <= seen {
+        seen
+    } else {
+        let visible = s
+            .deliveries
+            .count_documents(doc! {"user": user, "seq": {"$gt": ms(seen), "$lte": ms(counter)}})
+            .await
+            .map_err(backend)?;
+        if visible >= counter - seen {
+            counter
+        } else {
+            seen
+        }
+    };
+    Ok(PendingPage { items, high_seq })
+}
+
+async fn messages_by_id(
+    s: &MongoStore,
+    ids: impl Iterator<Item = &str>,
+) -> Result<HashMap<String, Document>> {
+    let ids: Vec<&str> = ids.collect();
+    let mut by_id = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(by_id);
+    }
+    let mut cursor = s
+        .messages
+        .find(doc! {"_id": {"$in": ids}})
+        .await
+        .map_err(backend)?;
+    while cursor.advance().await.map_err(backend)? {
+        let d = cursor.deserialize_current().map_err(backend)?;
+        by_id.insert(get_str(&d, "_id")?.to_owned(), d);
+    }
+    Ok(by_id)
+}
+
+/// Recipients in `to` order; a state that is not final reads as expired once the message
+/// has expired, even before the sweep marks it (as redb).
+pub(super) async fn status(s: &MongoStore, id: &str) -> Result<Option<MessageStatus>> {
+    let Some(m) = s
+        .messages
+        .find_one(doc! {"_id": id})
+        .projection(doc! {"payload": 0})
+        .await
+        .map_err(backend)?
+    else {
+        return Ok(None);
+    };
+    let expires_at_ms = get_u64(&m, "expires_at")?;
+    let mut by_user = HashMap::new();
+    let mut cursor = s.deliveries.find(doc! {"msg": id}).await.map_err(backend)?;
+    while cursor.advance().await.map_err(backend)? {
+        let d = cursor.deserialize_current().map_err(backend)?;
+        let user = get_str(&d, "user")?.to_owned();
+        by_user.insert(user, (get_u64(&d, "seq")?, get_state(&d)?));
+    }
+    let to = m
+        .get_array("to")
+        .map_err(|e| Error::Corrupt(format!("recipients of message {id}: {e}")))?;
+    let now = now_ms();
+    let mut recipients = Vec::with_capacity(to.len());
+    for user in to {
+        let Bson::String(user) = user else {
+            return Err(Error::Corrupt(format!("recipient {user} of message {id}")));
+        };
+        // Not yet stored (a submit in progress or cut short): not a recipient yet (as redb).
+        let Some(&(seq, mut state)) = by_user.get(user) else {
+            continue;
+        };
+        if expires_at_ms <= now {
+            state = state.advance(RecipientState::Expired);
+        }
+        recipients.push(RecipientStatus {
+            user: user.clone(),
+            seq,
+            state,
+        });
+    }
+    Ok(Some(MessageStatus {
+        id: id.to_owned(),
+        created_at_ms: get_u64(&m, "created_at")?,
+        expires_at_ms,
+        recipients,
+    }))
+}
