@@ -51,7 +51,7 @@ impl Dispatcher {
         let mut report = DispatchReport::default();
         let mut per_node: BTreeMap<NodeId, Vec<Delivery>> = BTreeMap::new();
         for (user, seq) in &msg.recipients {
-            let nodes = match self.routes.lookup(user).await {
+            let nodes = match self.lookup_with_retry(user).await {
                 Ok(nodes) => nodes,
                 Err(e) => {
                     tracing::warn!(%user, error = %e, "route lookup failed; message stays pending");
@@ -99,6 +99,25 @@ impl Dispatcher {
         report
     }
 
+    /// Looks a user up, retrying while the route table is unavailable (e.g. Redis
+    /// restarting): a message whose lookup gives up stays pending until the user reconnects,
+    /// because push nodes only resync when *their* route writes fail or were lost.
+    async fn lookup_with_retry(&self, user: &str) -> Result<Vec<NodeId>, RouteError> {
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.routes.lookup(user).await {
+                Err(e) if attempt < LOOKUP_ATTEMPTS => {
+                    tracing::debug!(%user, error = %e, attempt, "route lookup failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Delivers a batch, retrying retryable failures with backoff (the node dedupes by seq).
     async fn deliver_with_retry(
         &self,
@@ -120,6 +139,9 @@ impl Dispatcher {
         }
     }
 }
+
+/// Route lookups before giving up (about 10 s of backoff).
+const LOOKUP_ATTEMPTS: u32 = 9;
 
 /// Attempts per batch before giving up (what is not forwarded stays pending in the store).
 const RETRIES: u32 = 4;

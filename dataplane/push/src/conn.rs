@@ -151,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 if let Some(u) = until
                     && p.seq > u
                 {
-                    self.advance_high(u);
+                    self.advance_high(u, false);
                     return Ok(());
                 }
                 let text = frame::encode_message(&p.id, p.seq, &p.payload);
@@ -164,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Some(u) => u.min(page.high_seq),
                     None => page.high_seq,
                 };
-                self.advance_high(bound);
+                self.advance_high(bound, false);
                 return Ok(());
             }
         }
@@ -204,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         text: tokio_tungstenite::tungstenite::Utf8Bytes,
     ) -> Result<(), End> {
         self.send(Message::Text(text)).await?;
-        self.advance_high(seq);
+        self.advance_high(seq, true);
         let m = &self.svc.metrics;
         m.messages_delivered.inc();
         m.delivery_latency
@@ -215,14 +215,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
-    /// Moves `high` up to `to`, remembering skipped seqs as gaps.
-    fn advance_high(&mut self, to: u64) {
+    /// Moves `high` up to `to` (itself sent here or not), remembering skipped seqs as gaps.
+    fn advance_high(&mut self, to: u64, sent: bool) {
         const MAX_GAPS: usize = 64;
         if to <= self.high {
             return;
         }
         if to - self.high <= MAX_GAPS as u64 {
-            self.gaps.extend(self.high + 1..to);
+            let end = if sent { to } else { to + 1 };
+            self.gaps.extend(self.high + 1..end);
         }
         while self.gaps.len() > MAX_GAPS {
             self.gaps.pop_front();

@@ -187,8 +187,8 @@ async fn high_seq_never_claims_an_unseen_seq() {
     let empty = s.pending("h", 0, 10).await.unwrap();
     assert!(empty.items.is_empty());
     assert_eq!(
-        empty.high_seq, 1,
-        "seq 1 is visible (acked): the counter is safe"
+        empty.high_seq, 0,
+        "only what a page returns is claimed, even when lower seqs are acked"
     );
 
     // An in-flight submit: seq 2 allocated, its delivery not inserted yet.
