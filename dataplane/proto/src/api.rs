@@ -232,6 +232,16 @@ impl RecipientState {
         }
     }
 
+    /// The state as reported at `now_ms`: a message past its expiry reads as expired even
+    /// before the sweeper has recorded it (acked stays acked).
+    pub fn at(self, expires_at_ms: u64, now_ms: u64) -> RecipientState {
+        if expires_at_ms <= now_ms {
+            self.advance(RecipientState::Expired)
+        } else {
+            self
+        }
+    }
+
     pub fn as_u8(self) -> u8 {
         self as u8
     }

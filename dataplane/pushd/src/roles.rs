@@ -44,6 +44,24 @@ pub async fn bind(http: SocketAddr, grpc: SocketAddr) -> anyhow::Result<Bound> {
     })
 }
 
+/// Serves `routes` on `listener` until `shutdown`. `keepalive`: HTTP/2 pings from the server
+/// (push nodes use them on their long-lived dispatch streams).
+pub fn serve_grpc(
+    routes: tonic::service::Routes,
+    listener: TcpListener,
+    shutdown: &Shutdown,
+    keepalive: Option<std::time::Duration>,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    let s = shutdown.clone();
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(keepalive)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            async move { s.wait().await },
+        )
+}
+
 /// A handler with only the operational endpoints.
 pub fn ops_handler(ops: Arc<Ops>) -> Handler {
     Arc::new(move |req| {

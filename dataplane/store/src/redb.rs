@@ -218,15 +218,12 @@ impl MessageStore for RedbStore {
                     continue;
                 };
                 let (seq, state) = v.value();
-                let mut state = RecipientState::from_u8(state)
+                let state = RecipientState::from_u8(state)
                     .ok_or_else(|| Error::Corrupt(format!("state {state} of {id}/{user}")))?;
-                if rec.expires_at_ms <= now {
-                    state = state.advance(RecipientState::Expired);
-                }
                 recipients.push(RecipientStatus {
                     user: user.clone(),
                     seq,
-                    state,
+                    state: state.at(rec.expires_at_ms, now),
                 });
             }
             Ok(Some(MessageStatus {

@@ -49,13 +49,12 @@ pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let ops = Ops::new(Registry::default());
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();
-    let s = shutdown.clone();
-    let grpc = tonic::transport::Server::builder()
-        .add_service(AuthServer::new(AuthService { verifier }))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(bound.grpc),
-            async move { s.wait().await },
-        );
+    let grpc = super::serve_grpc(
+        tonic::service::Routes::new(AuthServer::new(AuthService { verifier })),
+        bound.grpc,
+        &shutdown,
+        None,
+    );
     let handler = super::ops_handler(ops.clone());
     let r = super::run_until(
         super::Serving {

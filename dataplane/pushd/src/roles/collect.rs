@@ -83,15 +83,14 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
         Duration::from_secs(5),
         shutdown.clone(),
     ));
-    let s = shutdown.clone();
-    let grpc = tonic::transport::Server::builder()
-        .add_service(CollectServer::new(SubmitService {
+    let grpc = super::serve_grpc(
+        tonic::service::Routes::new(CollectServer::new(SubmitService {
             collect: collect.clone(),
-        }))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(bound.grpc),
-            async move { s.wait().await },
-        );
+        })),
+        bound.grpc,
+        &shutdown,
+        None,
+    );
     let r = super::run_until(
         super::Serving {
             ops: ops.clone(),

@@ -61,13 +61,12 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let ops = Ops::new(Registry::default());
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();
-    let s = shutdown.clone();
-    let grpc = tonic::transport::Server::builder()
-        .add_service(DispatchServer::new(DispatchService { dispatcher }))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(bound.grpc),
-            async move { s.wait().await },
-        );
+    let grpc = super::serve_grpc(
+        tonic::service::Routes::new(DispatchServer::new(DispatchService { dispatcher })),
+        bound.grpc,
+        &shutdown,
+        None,
+    );
     let handler = super::ops_handler(ops.clone());
     super::run_until(
         super::Serving {

@@ -112,14 +112,12 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     });
     let shutdown = Shutdown::default();
     let beat = tokio::spawn(heartbeat(hub.clone(), routes.clone(), shutdown.clone()));
-    let s = shutdown.clone();
-    let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .add_service(NodeServer::new(NodeService { hub: hub.clone() }))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(bound.grpc),
-            async move { s.wait().await },
-        );
+    let grpc = super::serve_grpc(
+        tonic::service::Routes::new(NodeServer::new(NodeService { hub: hub.clone() })),
+        bound.grpc,
+        &shutdown,
+        Some(Duration::from_secs(20)),
+    );
     let drain = {
         let (hub, metrics) = (hub.clone(), push.metrics.clone());
         async move {

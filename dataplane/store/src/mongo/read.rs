@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mongodb::bson::{Bson, Document, doc};
-use pushcluster_proto::api::{MessageStatus, RecipientState, RecipientStatus};
+use pushcluster_proto::api::{MessageStatus, RecipientStatus};
 use pushcluster_proto::delivery::now_ms;
 use serde_json::value::RawValue;
 
@@ -128,16 +128,13 @@ pub(super) async fn status(s: &MongoStore, id: &str) -> Result<Option<MessageSta
             return Err(Error::Corrupt(format!("recipient {user} of message {id}")));
         };
         // Not yet stored (a submit in progress or cut short): not a recipient yet (as redb).
-        let Some(&(seq, mut state)) = by_user.get(user) else {
+        let Some(&(seq, state)) = by_user.get(user) else {
             continue;
         };
-        if expires_at_ms <= now {
-            state = state.advance(RecipientState::Expired);
-        }
         recipients.push(RecipientStatus {
             user: user.clone(),
             seq,
-            state,
+            state: state.at(expires_at_ms, now),
         });
     }
     Ok(Some(MessageStatus {
