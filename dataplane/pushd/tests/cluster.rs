@@ -100,6 +100,8 @@ impl Cluster {
 
 /// What every device has received: device → (user, ordered list of payload indices, ids).
 type Seen = Arc<Mutex<HashMap<usize, Vec<(String, u64)>>>>;
+/// Devices whose connection ended and that connected again.
+type Reconnected = Arc<Mutex<BTreeSet<usize>>>;
 
 /// A device: connects to `nodes[home]`, acks everything, reconnects to the next node with
 /// `last_seq` when its connection ends.
@@ -110,6 +112,7 @@ fn device(
     nodes: Vec<SocketAddr>,
     home: usize,
     seen: Seen,
+    reconnected: Reconnected,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_seq = 0u64;
@@ -144,6 +147,7 @@ fn device(
                     .or_default()
                     .push((m.id.clone(), i));
             }
+            reconnected.lock().unwrap().insert(dev);
             node += 1; // reconnect elsewhere
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -162,6 +166,7 @@ async fn scenario(
 ) {
     let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http).collect();
     let seen: Seen = Arc::default();
+    let reconnected: Reconnected = Arc::default();
     // Every user one device; every fifth user a second device on another node.
     let mut devices: Vec<(usize, String)> = Vec::new();
     let mut tasks = Vec::new();
@@ -178,6 +183,7 @@ async fn scenario(
                 nodes.clone(),
                 home,
                 seen.clone(),
+                reconnected.clone(),
             ));
         }
     }
@@ -213,7 +219,9 @@ async fn scenario(
     }
     eprintln!("posted {messages} messages in {:?}", started.elapsed());
 
-    // Every device of every recipient gets each of its user's messages, in order.
+    // Every device of every recipient gets each of its user's messages, in order. Acks are per
+    // user (docs/protocol.md): a device that was disconnected (its node killed) may miss a
+    // message another device of its user acked meanwhile — but then that sibling has it.
     let expected: BTreeMap<String, Vec<u64>> = (0..messages).fold(BTreeMap::new(), |mut m, k| {
         m.entry(format!("user-{}", k % users))
             .or_insert_with(Vec::new)
@@ -222,29 +230,38 @@ async fn scenario(
     });
     let deadline = tokio::time::Instant::now()
         + Duration::from_secs(env_usize("PUSHD_E2E_DEADLINE_SECS", 90) as u64);
+    let lost_by = |snapshot: &HashMap<usize, Vec<(String, u64)>>, dev: usize, user: &str| {
+        let got = |d: usize| -> BTreeSet<u64> {
+            snapshot
+                .get(&d)
+                .map(|v| v.iter().map(|(_, i)| *i).collect())
+                .unwrap_or_default()
+        };
+        let mine = got(dev);
+        let away = reconnected.lock().unwrap().contains(&dev);
+        let siblings: BTreeSet<u64> = devices
+            .iter()
+            .filter(|(d, u)| *d != dev && u == user)
+            .flat_map(|(d, _)| got(*d))
+            .collect();
+        expected[user]
+            .iter()
+            .filter(|i| !(mine.contains(i) || (away && siblings.contains(i))))
+            .copied()
+            .collect::<Vec<u64>>()
+    };
     loop {
         let snapshot = seen.lock().unwrap().clone();
-        let mut missing = 0;
-        for (dev, user) in &devices {
-            let got: BTreeSet<u64> = snapshot
-                .get(dev)
-                .map(|v| v.iter().map(|(_, i)| *i).collect())
-                .unwrap_or_default();
-            missing += expected
-                .get(user)
-                .map(|e| e.iter().filter(|i| !got.contains(i)).count())
-                .unwrap_or(0);
-        }
+        let missing: usize = devices
+            .iter()
+            .map(|(dev, user)| lost_by(&snapshot, *dev, user).len())
+            .sum();
         if missing == 0 {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
             for (dev, user) in &devices {
-                let got: BTreeSet<u64> = snapshot
-                    .get(dev)
-                    .map(|v| v.iter().map(|(_, i)| *i).collect())
-                    .unwrap_or_default();
-                let lost: Vec<_> = expected[user].iter().filter(|i| !got.contains(i)).collect();
+                let lost = lost_by(&snapshot, *dev, user);
                 if !lost.is_empty() {
                     eprintln!("device {dev} ({user}) misses {lost:?}");
                 }
@@ -262,10 +279,17 @@ async fn scenario(
             .filter(|(id, _)| ids.insert(id.clone()))
             .map(|(_, i)| *i)
             .collect();
-        if strict_order {
+        let away = reconnected.lock().unwrap().contains(dev);
+        if strict_order && !away {
             assert_eq!(
                 &order, &expected[user],
                 "device {dev} of {user}: per-user order"
+            );
+        } else if strict_order {
+            // Possibly missing what a sibling acked, but never out of order.
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "device {dev} of {user}: per-user order {order:?}"
             );
         } else if order != expected[user] {
             // Known limitation (see docs/cluster.md): around a Redis restart a message stored
