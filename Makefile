@@ -8,7 +8,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench proto
+.PHONY: run build test tools unit lint fmt bench bench-cluster proto
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -48,6 +48,10 @@ fmt:
 ## bench: idle-connection memory and connect rate of pushd standalone (release build)
 bench:
 	$(CARGO) bench -p pushd --bench idle_connections
+
+## bench-cluster: end-to-end msgs/s and latency through every role (needs `make tools`)
+bench-cluster: tools
+	$(CARGO) bench -p pushd --bench cluster_throughput
 
 ## proto: regenerate the committed gRPC code from dataplane/proto/proto (needs protoc: make tools)
 proto:

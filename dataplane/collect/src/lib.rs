@@ -93,7 +93,10 @@ impl Collect {
 
     /// Stores a validated message, then hands it to dispatch. `Err` means nothing was stored.
     pub async fn accept(&self, msg: NewMessage) -> Result<Accepted, ()> {
-        let submitted = match self.store.submit(msg).await {
+        let start = std::time::Instant::now();
+        let submitted = self.store.submit(msg).await;
+        self.metrics.observe_stage("store", start);
+        let submitted = match submitted {
             Ok(s) => s,
             Err(e) => {
                 self.metrics.store_error(e.metric_label());
@@ -107,7 +110,9 @@ impl Collect {
         };
         if let Submitted::New(stored) = submitted {
             self.metrics.messages_accepted.inc();
+            let start = std::time::Instant::now();
             let report = self.handoff.handoff(&stored).await;
+            self.metrics.observe_stage("handoff", start);
             tracing::debug!(id = %stored.id, ?report, "dispatched");
         }
         Ok(accepted)

@@ -27,6 +27,7 @@ pub use transport::{NodeTransport, Outcome, TransportError};
 pub struct Dispatcher {
     routes: Arc<dyn RouteTable>,
     transport: Arc<dyn NodeTransport>,
+    stages: Option<pushcluster_telemetry::Metrics>,
 }
 
 /// What happened to one message, for logs and tests.
@@ -42,7 +43,23 @@ pub struct DispatchReport {
 
 impl Dispatcher {
     pub fn new(routes: Arc<dyn RouteTable>, transport: Arc<dyn NodeTransport>) -> Self {
-        Dispatcher { routes, transport }
+        Dispatcher {
+            routes,
+            transport,
+            stages: None,
+        }
+    }
+
+    /// Records `route_lookup` and `forward` times in `metrics`.
+    pub fn with_metrics(mut self, metrics: pushcluster_telemetry::Metrics) -> Self {
+        self.stages = Some(metrics);
+        self
+    }
+
+    fn observe(&self, stage: &'static str, start: std::time::Instant) {
+        if let Some(m) = &self.stages {
+            m.observe_stage(stage, start);
+        }
     }
 
     /// Forwards `msg` to every node holding one of its recipients. Never loses anything: what
@@ -51,7 +68,10 @@ impl Dispatcher {
         let mut report = DispatchReport::default();
         let mut per_node: BTreeMap<NodeId, Vec<Delivery>> = BTreeMap::new();
         for (user, seq) in &msg.recipients {
-            let nodes = match self.lookup_with_retry(user).await {
+            let start = std::time::Instant::now();
+            let nodes = self.lookup_with_retry(user).await;
+            self.observe("route_lookup", start);
+            let nodes = match nodes {
                 Ok(nodes) => nodes,
                 Err(e) => {
                     tracing::warn!(%user, error = %e, "route lookup failed; message stays pending");
@@ -75,7 +95,10 @@ impl Dispatcher {
         }
         for (node, batch) in per_node {
             let users: Vec<String> = batch.iter().map(|d| d.user.clone()).collect();
-            match self.deliver_with_retry(&node, batch).await {
+            let start = std::time::Instant::now();
+            let delivered = self.deliver_with_retry(&node, batch).await;
+            self.observe("forward", start);
+            match delivered {
                 Ok(outcomes) => {
                     for (user, outcome) in users.iter().zip(outcomes) {
                         match outcome {

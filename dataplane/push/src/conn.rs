@@ -75,6 +75,10 @@ struct Conn<S> {
     /// still delivered when it arrives. Bounded: the oldest are forgotten (they stay pending
     /// and are replayed on the next connect).
     gaps: std::collections::VecDeque<u64>,
+    /// Whether this device has a position in the user's stream: from then on catch-ups read
+    /// the backlog (acked by another device or not), not only unacked messages. False only
+    /// for a device that connected without `last_seq`, until its first replay.
+    positioned: bool,
     last_seen: Instant,
     svc: Arc<PushService>,
 }
@@ -86,6 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             user,
             high: last_seq,
             gaps: Default::default(),
+            positioned: last_seq > 0,
             last_seen: Instant::now(),
             svc,
         }
@@ -136,16 +141,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn catch_up(&mut self, until: Option<u64>) -> Result<(), End> {
         let page_size = self.svc.config.replay_page.max(1);
         loop {
-            let page = self
-                .svc
-                .store
-                .pending(&self.user, self.high, page_size)
-                .await
-                .map_err(|e| {
-                    self.svc.metrics.store_error(e.metric_label());
-                    tracing::warn!(user = %self.user, error = %e, "replay failed");
-                    End::close(1011, "message store unavailable, reconnect later")
-                })?;
+            let store = &self.svc.store;
+            let start = std::time::Instant::now();
+            let page = if self.positioned {
+                store.backlog(&self.user, self.high, page_size).await
+            } else {
+                store.pending(&self.user, self.high, page_size).await
+            };
+            self.svc.metrics.observe_stage("replay", start);
+            let page = page.map_err(|e| {
+                self.svc.metrics.store_error(e.metric_label());
+                tracing::warn!(user = %self.user, error = %e, "replay failed");
+                End::close(1011, "message store unavailable, reconnect later")
+            })?;
             let full = page.items.len() >= page_size;
             for p in page.items {
                 if let Some(u) = until
@@ -165,6 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     None => page.high_seq,
                 };
                 self.advance_high(bound, false);
+                self.positioned = true;
                 return Ok(());
             }
         }
@@ -203,7 +212,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         created_at_ms: u64,
         text: tokio_tungstenite::tungstenite::Utf8Bytes,
     ) -> Result<(), End> {
+        let start = std::time::Instant::now();
         self.send(Message::Text(text)).await?;
+        self.svc.metrics.observe_stage("socket_write", start);
         self.advance_high(seq, true);
         let m = &self.svc.metrics;
         m.messages_delivered.inc();

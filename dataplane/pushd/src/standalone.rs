@@ -78,7 +78,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         routes.clone(),
         metrics.clone(),
     ));
-    let dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }));
+    let dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }))
+        .with_metrics(metrics.clone());
     let collect = Arc::new(Collect {
         store: store.clone(),
         handoff: Arc::new(dispatcher),

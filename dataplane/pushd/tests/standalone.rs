@@ -106,6 +106,47 @@ async fn unacked_messages_are_redelivered_and_last_seq_resumes() {
 }
 
 #[tokio::test]
+async fn a_resuming_device_gets_what_another_device_acked_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let mut phone = server.connect("gail").await;
+    let mut laptop = server.connect("gail").await;
+    let first = server.send(&["gail"], json!(1)).await;
+    assert_eq!(laptop.next_message().await.id, first);
+    laptop.close().await; // the laptop has seen seq 1 and goes offline
+
+    let mut later = Vec::new();
+    for i in 2..=4 {
+        later.push(server.send(&["gail"], json!(i)).await);
+    }
+    // The phone acks everything while the laptop is away.
+    let acked: Vec<String> = phone
+        .receive_and_ack(4)
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(acked[1..], later[..]);
+    for id in &acked {
+        eventually(|| async {
+            (server.status(id).await["recipients"][0]["state"] == "acked").then_some(())
+        })
+        .await;
+    }
+
+    // The laptop resumes from its own position and still gets 2..=4, in order.
+    let mut laptop = server.connect_from("gail", Some(1)).await;
+    for (want, id) in (2..=4).zip(&later) {
+        let m = laptop.next_message().await;
+        assert_eq!((m.seq, &m.id), (want, id));
+    }
+    // A brand-new device gets nothing old: every message was acked by some device.
+    let mut tablet = server.connect("gail").await;
+    let next = server.send(&["gail"], json!(5)).await;
+    assert_eq!(tablet.next_message().await.id, next);
+}
+
+#[tokio::test]
 async fn idempotency_key_returns_the_same_id_and_delivers_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;

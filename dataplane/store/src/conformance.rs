@@ -140,3 +140,28 @@ pub async fn purge_after_retention(store: &dyn MessageStore, retention_ms: u64) 
     assert!(matches!(again, Submitted::New(_)));
     assert_ne!(again.id(), m.id);
 }
+
+/// The backlog lists acked messages too (another device may not have them), in seq order,
+/// and forgets them once the message is purged.
+pub async fn backlog_includes_acked(store: &dyn MessageStore, retention_ms: u64) {
+    let a = stored(&store.submit(msg(&["b1"], "1", None, 1)).await.unwrap());
+    let b = stored(&store.submit(msg(&["b1"], "2", None, 1)).await.unwrap());
+    assert_eq!(store.ack("b1", &a.id).await.unwrap(), AckOutcome::Acked);
+    let pending: Vec<_> = store.pending("b1", 0, 10).await.unwrap().items;
+    assert_eq!(pending.iter().map(|p| p.seq).collect::<Vec<_>>(), [2]);
+    let backlog = store.backlog("b1", 0, 10).await.unwrap();
+    let ids: Vec<_> = backlog
+        .items
+        .iter()
+        .map(|p| (p.id.clone(), p.seq))
+        .collect();
+    assert_eq!(ids, vec![(a.id.clone(), 1), (b.id.clone(), 2)]);
+    assert_eq!(backlog.high_seq, 2);
+    assert_eq!(store.backlog("b1", 1, 10).await.unwrap().items.len(), 1);
+    assert_eq!(store.backlog("b1", 0, 1).await.unwrap().items.len(), 1);
+    // Expired messages are not replayed; purged ones are gone from the index.
+    let later = b.expires_at_ms.max(a.expires_at_ms) + 1;
+    store.expire(later).await.unwrap();
+    store.expire(later + retention_ms + 1).await.unwrap();
+    assert!(store.backlog("b1", 0, 10).await.unwrap().items.is_empty());
+}

@@ -119,6 +119,10 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn submit(&self, msg: NewMessage) -> Result<Submitted>;
     /// Up to `limit` pending messages of `user` with `seq > after`, in order.
     async fn pending(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage>;
+    /// Up to `limit` unexpired messages of `user` with `seq > after`, acked or not, in order:
+    /// what one device that has seen everything up to `after` still needs, whatever the
+    /// user's other devices acked. Acks are per user; this is what makes resuming per device.
+    async fn backlog(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage>;
     /// Records that the message was written to one of the user's sockets. Buffered: the
     /// status is advisory, redelivery is driven by acks.
     async fn mark_delivered(&self, id: &str, user: &str) -> Result<()>;

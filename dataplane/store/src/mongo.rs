@@ -147,7 +147,11 @@ impl MessageStore for MongoStore {
     }
 
     async fn pending(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
-        read::pending(self, user, after, limit).await
+        read::page(self, user, after, limit, read::Scope::Unacked).await
+    }
+
+    async fn backlog(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
+        read::page(self, user, after, limit, read::Scope::All).await
     }
 
     async fn mark_delivered(&self, id: &str, user: &str) -> Result<()> {

@@ -32,6 +32,9 @@ const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempoten
 const USER_SEQ: TableDefinition<&str, u64> = TableDefinition::new("user_seq");
 /// (user, seq) → id, for messages the user has neither acked nor let expire.
 const INBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("inbox");
+/// (user, seq) → id, for every message of the user until it is purged (acked or not): what a
+/// device resuming from a seq still needs, whatever the user's other devices acked.
+const HISTORY: TableDefinition<(&str, u64), &str> = TableDefinition::new("history");
 /// (id, user) → (seq, state).
 const RECIPIENTS: TableDefinition<(&str, &str), (u64, u8)> = TableDefinition::new("recipients");
 /// (expires_at_ms, id) for messages not yet expired.
@@ -115,26 +118,15 @@ impl RedbStore {
         .await
         .map_err(|_| Error::Closed)?
     }
-}
 
-fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
-    txn.open_table(MESSAGES)?;
-    txn.open_table(IDEMPOTENCY)?;
-    txn.open_table(USER_SEQ)?;
-    txn.open_table(INBOX)?;
-    txn.open_table(RECIPIENTS)?;
-    txn.open_table(EXPIRY)?;
-    txn.open_table(PURGE)?;
-    Ok(())
-}
-
-#[async_trait]
-impl MessageStore for RedbStore {
-    async fn submit(&self, msg: NewMessage) -> Result<Submitted> {
-        self.write(ops::Op::Submit(msg), ops::Reply::Submit).await
-    }
-
-    async fn pending(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
+    /// Up to `limit` unexpired messages of `user` with `seq > after` listed in `index`.
+    async fn page(
+        &self,
+        index: TableDefinition<'static, (&'static str, u64), &'static str>,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<PendingPage> {
         let user = user.to_owned();
         self.read(move |txn| {
             let seqs = txn.open_table(USER_SEQ).map_err(Error::backend)?;
@@ -143,12 +135,12 @@ impl MessageStore for RedbStore {
                 .map_err(Error::backend)?
                 .map(|v| v.value())
                 .unwrap_or(0);
-            let inbox = txn.open_table(INBOX).map_err(Error::backend)?;
+            let index_table = txn.open_table(index).map_err(Error::backend)?;
             let messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
             let now = now_ms();
             let mut items = Vec::new();
             let start = after.saturating_add(1);
-            for entry in inbox
+            for entry in index_table
                 .range((user.as_str(), start)..=(user.as_str(), u64::MAX))
                 .map_err(Error::backend)?
             {
@@ -175,6 +167,33 @@ impl MessageStore for RedbStore {
             Ok(PendingPage { items, high_seq })
         })
         .await
+    }
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(MESSAGES)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(USER_SEQ)?;
+    txn.open_table(INBOX)?;
+    txn.open_table(HISTORY)?;
+    txn.open_table(RECIPIENTS)?;
+    txn.open_table(EXPIRY)?;
+    txn.open_table(PURGE)?;
+    Ok(())
+}
+
+#[async_trait]
+impl MessageStore for RedbStore {
+    async fn submit(&self, msg: NewMessage) -> Result<Submitted> {
+        self.write(ops::Op::Submit(msg), ops::Reply::Submit).await
+    }
+
+    async fn pending(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
+        self.page(INBOX, user, after, limit).await
+    }
+
+    async fn backlog(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
+        self.page(HISTORY, user, after, limit).await
     }
 
     async fn mark_delivered(&self, id: &str, user: &str) -> Result<()> {

@@ -41,6 +41,20 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// Labels of `pushd_stage_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
+/// A histogram per pipeline stage (see [`Metrics::stage_seconds`]).
+pub type StageFamily = Family<StageLabels, Histogram, fn() -> Histogram>;
+
+fn stage_histogram() -> Histogram {
+    // 50 µs … ~6.5 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+}
+
 /// Data-plane metrics. Cheap to clone (every metric is an `Arc` inside).
 #[derive(Clone)]
 pub struct Metrics {
@@ -62,6 +76,10 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Storage failures by kind.
     pub store_errors: Family<ErrorLabels, Counter>,
+    /// Seconds spent per pipeline stage: `store` (collect: durable submit), `handoff`
+    /// (collect: dispatch call), `route_lookup` and `forward` (dispatch: Redis lookup, node
+    /// stream round trip), `replay` (push: one store page) and `socket_write` (push).
+    pub stage_seconds: StageFamily,
 }
 
 impl Metrics {
@@ -77,6 +95,7 @@ impl Metrics {
             queue_overflows: Counter::default(),
             delivery_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
             store_errors: Family::default(),
+            stage_seconds: Family::new_with_constructor(stage_histogram),
         };
         let r = registry.sub_registry_with_prefix("pushd");
         r.register(
@@ -124,7 +143,19 @@ impl Metrics {
             "Message store failures",
             m.store_errors.clone(),
         );
+        r.register(
+            "stage_seconds",
+            "Time spent per pipeline stage",
+            m.stage_seconds.clone(),
+        );
         m
+    }
+
+    /// Records the time since `start` under `stage` (see [`Metrics::stage_seconds`]).
+    pub fn observe_stage(&self, stage: &'static str, start: std::time::Instant) {
+        self.stage_seconds
+            .get_or_create(&StageLabels { stage })
+            .observe(start.elapsed().as_secs_f64());
     }
 
     /// Counts a storage failure.

@@ -57,8 +57,10 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         },
         resolver,
     );
-    let dispatcher = Dispatcher::new(Arc::new(routes), transport);
-    let ops = Ops::new(Registry::default());
+    let mut registry = Registry::default();
+    let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
+    let dispatcher = Dispatcher::new(Arc::new(routes), transport).with_metrics(metrics);
+    let ops = Ops::new(registry);
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();
     let grpc = super::serve_grpc(

@@ -1,6 +1,8 @@
 //! Test helpers: start the real `pushd standalone` binary, talk to it over real sockets.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -307,7 +309,10 @@ impl Role {
             .args(args)
             .env("PUSHD_JWT_SECRET", SECRET)
             .env("PUSHD_API_KEY", API_KEY)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("PUSHD_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

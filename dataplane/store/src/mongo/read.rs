@@ -11,7 +11,16 @@ use serde_json::value::RawValue;
 use super::{MongoStore, backend, get_state, get_str, get_u64, ms, unfinished};
 use crate::{Error, Pending, PendingPage, Result};
 
-/// Up to `limit` of `user`'s unacked, unexpired deliveries with `seq > after`, in seq order.
+/// Which of a user's deliveries a page lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// Not yet acked (by any of the user's devices).
+    Unacked,
+    /// Acked or not: a resuming device's backlog.
+    All,
+}
+
+/// Up to `limit` of `user`'s unexpired deliveries in `scope` with `seq > after`, in seq order.
 ///
 /// `high_seq` is where this differs from redb, which reads the user's counter and inbox in one
 /// snapshot and returns the counter. Here a seq is allocated before its delivery is inserted,
@@ -20,23 +29,27 @@ use crate::{Error, Pending, PendingPage, Result};
 /// two reads, and a push node that took it as its high-water mark would skip it. So
 /// `high_seq` is the highest seq returned, or `after`; a push node whose next live message
 /// is above it reads the gap again, which costs one query and loses nothing.
-pub(super) async fn pending(
+pub(super) async fn page(
     s: &MongoStore,
     user: &str,
     after: u64,
     limit: usize,
+    scope: Scope,
 ) -> Result<PendingPage> {
     let now = now_ms();
     let mut rows = Vec::new();
     if limit > 0 {
+        let mut filter = doc! {
+            "user": user,
+            "seq": {"$gt": ms(after)},
+            "expires_at": {"$gt": ms(now)},
+        };
+        if scope == Scope::Unacked {
+            filter.insert("state", unfinished());
+        }
         let mut cursor = s
             .deliveries
-            .find(doc! {
-                "user": user,
-                "seq": {"$gt": ms(after)},
-                "state": unfinished(),
-                "expires_at": {"$gt": ms(now)},
-            })
+            .find(filter)
             .sort(doc! {"seq": 1})
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .projection(doc! {"msg": 1, "seq": 1})

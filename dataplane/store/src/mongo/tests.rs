@@ -44,6 +44,14 @@ async fn expiry_marks_and_purges() {
 }
 
 #[tokio::test]
+async fn backlog_includes_acked() {
+    let Some(m) = Mongo::start().await else {
+        return;
+    };
+    conformance::backlog_includes_acked(&store(&m).await, RETENTION_MS).await;
+}
+
+#[tokio::test]
 async fn survives_a_new_store_on_the_same_database() {
     let Some(m) = Mongo::start().await else {
         return;

@@ -8,7 +8,7 @@ use pushcluster_proto::delivery::now_ms;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::{EXPIRY, IDEMPOTENCY, INBOX, MESSAGES, PURGE, RECIPIENTS, Record, USER_SEQ};
+use super::{EXPIRY, HISTORY, IDEMPOTENCY, INBOX, MESSAGES, PURGE, RECIPIENTS, Record, USER_SEQ};
 use crate::{AckOutcome, Error, Result, StoredMessage, Submitted, new_message_id};
 
 /// Most operations applied in one transaction.
@@ -126,6 +126,7 @@ fn submit(txn: &WriteTransaction, msg: &mut NewMessage) -> Result<Submitted> {
 
     let mut seqs = txn.open_table(USER_SEQ).map_err(Error::backend)?;
     let mut inbox = txn.open_table(INBOX).map_err(Error::backend)?;
+    let mut history = txn.open_table(HISTORY).map_err(Error::backend)?;
     let mut rcpts = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
     let mut recipients = Vec::with_capacity(to.len());
     for user in &to {
@@ -137,6 +138,9 @@ fn submit(txn: &WriteTransaction, msg: &mut NewMessage) -> Result<Submitted> {
             + 1;
         seqs.insert(user.as_str(), seq).map_err(Error::backend)?;
         inbox
+            .insert((user.as_str(), seq), id.as_str())
+            .map_err(Error::backend)?;
+        history
             .insert((user.as_str(), seq), id.as_str())
             .map_err(Error::backend)?;
         rcpts
@@ -297,13 +301,20 @@ fn purge(txn: &WriteTransaction, now_ms: u64, max: usize) -> Result<()> {
     let mut rcpts = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
     let mut idem = txn.open_table(IDEMPOTENCY).map_err(Error::backend)?;
     let mut purge = txn.open_table(PURGE).map_err(Error::backend)?;
+    let mut history = txn.open_table(HISTORY).map_err(Error::backend)?;
     for (at, id) in &due {
         if let Some(bytes) = messages.remove(id.as_str()).map_err(Error::backend)? {
             let rec = Record::decode(id, bytes.value())?;
             for user in &rec.to {
-                rcpts
+                if let Some(v) = rcpts
                     .remove((id.as_str(), user.as_str()))
-                    .map_err(Error::backend)?;
+                    .map_err(Error::backend)?
+                {
+                    let (seq, _) = v.value();
+                    history
+                        .remove((user.as_str(), seq))
+                        .map_err(Error::backend)?;
+                }
             }
             if let Some(key) = &rec.idempotency_key {
                 idem.remove(key.as_str()).map_err(Error::backend)?;

@@ -22,6 +22,13 @@ async fn expiry_marks_and_purges() {
 }
 
 #[tokio::test]
+async fn backlog_includes_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    conformance::backlog_includes_acked(&store, DEFAULT_RETENTION_MS).await;
+}
+
+#[tokio::test]
 async fn survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let id = {

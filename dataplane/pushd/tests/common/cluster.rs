@@ -1,0 +1,100 @@
+//! A whole cluster of `pushd` role processes for tests and benchmarks.
+
+use std::net::SocketAddr;
+
+use pushcluster_test_support::mongo::Mongo;
+
+use super::{Role, post_message};
+
+pub struct Cluster {
+    pub collect: Role,
+    pub pushes: Vec<Role>,
+    pub dispatch: Vec<Role>,
+    pub auth: Role,
+}
+
+pub struct Options {
+    pub redis_url: String,
+    pub redis_cluster: bool,
+    pub template: String,
+    pub dns: Option<SocketAddr>,
+}
+
+impl Cluster {
+    /// Starts auth, two dispatch replicas, collect and three push nodes on 127.0.0.2/3/4.
+    pub async fn start(mongo: &Mongo, o: &Options) -> Cluster {
+        let s = |v: &str| v.to_string();
+        let auth = Role::spawn(
+            "auth",
+            &[s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")],
+        )
+        .await;
+        let mut redis = vec![format!("--redis-url={}", o.redis_url), s("--route-ttl=3s")];
+        if o.redis_cluster {
+            redis.push(s("--redis-cluster"));
+        }
+        let mut dispatch = Vec::new();
+        for _ in 0..2 {
+            let mut args = vec![
+                s("--listen=127.0.0.1:0"),
+                s("--grpc-listen=127.0.0.1:0"),
+                format!("--node-addr-template={}", o.template),
+                s("--push-service=push-headless"),
+                s("--namespace=test"),
+            ];
+            if let Some(dns) = o.dns {
+                args.push(format!("--dns-server={dns}"));
+            }
+            args.extend(redis.clone());
+            dispatch.push(Role::spawn("dispatch", &args).await);
+        }
+        let dispatch_addrs: Vec<String> = dispatch
+            .iter()
+            .map(|d| format!("http://{}", d.grpc))
+            .collect();
+        let mongo_args = vec![
+            format!("--mongodb-uri={}", mongo.uri),
+            format!("--mongodb-database={}", mongo.database),
+        ];
+        let mut args = vec![
+            s("--listen=127.0.0.1:0"),
+            s("--grpc-listen=127.0.0.1:0"),
+            format!("--dispatch-addr={}", dispatch_addrs.join(",")),
+        ];
+        args.extend(mongo_args.clone());
+        let collect = Role::spawn("collect", &args).await;
+        let mut pushes = Vec::new();
+        for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+            let mut args = vec![
+                format!("--listen={ip}:0"),
+                format!("--grpc-listen={ip}:0"),
+                format!("--node-ip={ip}"),
+                format!("--auth-addr=http://{}", auth.grpc),
+                s("--grace-period=3s"),
+            ];
+            args.extend(redis.clone());
+            args.extend(mongo_args.clone());
+            pushes.push(Role::spawn("push", &args).await);
+        }
+        Cluster {
+            collect,
+            pushes,
+            dispatch,
+            auth,
+        }
+    }
+
+    pub async fn post(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        post_message(self.collect.http, &body).await
+    }
+}
+
+/// Options for a local run: node addresses are `{ip}:{port}`, no DNS.
+pub fn local(redis_url: String) -> Options {
+    Options {
+        redis_url,
+        redis_cluster: false,
+        template: "{ip}:{port}".into(),
+        dns: None,
+    }
+}
