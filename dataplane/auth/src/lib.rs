@@ -1,18 +1,29 @@
 //! Auth: turns the token a client connects with into a user id.
 //!
 //! - [`TokenVerifier`]: the seam push nodes call on every connect. Standalone mode verifies
-//!   in process with [`JwtVerifier`]; the cluster calls the auth role over gRPC.
-//! - [`issue`]: signs a token (for `pushd token` and tests).
-//! - [`keys`]: an HS256 secret reloaded from a file without restart.
+//!   in process; the cluster calls the auth role over gRPC.
+//! - [`verify`]: [`JwtVerifier`], a set of keys each pinned to one algorithm (an HS256 secret,
+//!   RS256 public keys); a token's `alg` and `kid` pick the key.
+//! - [`load`]: [`KeySources`] — the secret, PEM files and JWKS file the keys come from — and
+//!   the [`KeyError`]s that name the file and what is wrong with it.
+//! - [`keys`]: [`ReloadingVerifier`](keys::ReloadingVerifier), which re-reads the key files
+//!   when they change and keeps the last good keys if a new version is bad.
+//! - [`sign`]: signs tokens (for `pushd token` and tests), HS256 or RS256.
 //! - [`grpc`]: the auth role's gRPC service and the push nodes' client with a verdict cache.
 #![forbid(unsafe_code)]
 
 pub mod grpc;
 pub mod keys;
+pub mod load;
+pub mod sign;
+pub mod verify;
 
 use async_trait::async_trait;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+pub use load::{KeyError, KeySources};
+pub use sign::{RsaSigner, issue};
+pub use verify::JwtVerifier;
 
 /// Why a token was refused. The message is safe to show to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,67 +66,7 @@ struct Claims {
     iat: Option<u64>,
 }
 
-/// HS256 JWT verification with a shared secret; `sub` is the user id and `exp` is required.
-pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
-}
-
-impl JwtVerifier {
-    pub fn hs256(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
-        JwtVerifier {
-            key: DecodingKey::from_secret(secret),
-            validation,
-        }
-    }
-
-    /// Synchronous verification (pure CPU).
-    pub fn verify_sync(&self, token: &str) -> Result<String, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-                ErrorKind::MissingRequiredClaim(c) => {
-                    AuthError::Invalid(format!("missing claim `{c}`"))
-                }
-                _ => AuthError::Invalid(e.to_string()),
-            },
-        )?;
-        pushcluster_proto::api::validate_user_id(&data.claims.sub)
-            .map_err(|m| AuthError::Invalid(format!("`sub` {m}")))?;
-        Ok(data.claims.sub)
-    }
-}
-
-#[async_trait]
-impl TokenVerifier for JwtVerifier {
-    async fn verify(&self, token: &str) -> Result<String, AuthError> {
-        self.verify_sync(token)
-    }
-}
-
-/// Signs an HS256 token for `user`, valid for `ttl`.
-pub fn issue(secret: &[u8], user: &str, ttl: std::time::Duration) -> String {
-    let now = pushcluster_proto::delivery::now_ms() / 1000;
-    let claims = Claims {
-        sub: user.to_owned(),
-        exp: now + ttl.as_secs(),
-        iat: Some(now),
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .expect("HS256 signing cannot fail")
-}
-
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;

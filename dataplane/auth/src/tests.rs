@@ -1,4 +1,5 @@
 use super::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::time::Duration;
 
 const SECRET: &[u8] = b"test-secret";

@@ -3,6 +3,7 @@
 //! any socket; a bad value exits with code 64 (EX_USAGE).
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -120,9 +121,10 @@ impl ConnArgs {
 /// Shared secrets.
 #[derive(Debug, Clone, Args)]
 pub struct SecretArgs {
-    /// HS256 secret that client JWTs are signed with.
+    /// HS256 secret that client JWTs are signed with (optional when --jwt-public-key-file or
+    /// --jwt-jwks-file is given).
     #[arg(long, env = "PUSHD_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    pub jwt_secret: Option<String>,
     /// Key business systems send as `Authorization: Bearer <key>` to the HTTP API.
     #[arg(long, env = "PUSHD_API_KEY", hide_env_values = true)]
     pub api_key: String,
@@ -130,7 +132,7 @@ pub struct SecretArgs {
 
 impl SecretArgs {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.jwt_secret.len() < 16 {
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError(
                 "PUSHD_JWT_SECRET must be at least 16 bytes".into(),
             ));
@@ -138,6 +140,34 @@ impl SecretArgs {
         if self.api_key.len() < 16 {
             return Err(ConfigError(
                 "PUSHD_API_KEY must be at least 16 bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// RS256 keys for client JWTs, besides or instead of the HS256 secret. Files are re-read
+/// when they change; a bad new version is logged and the last good keys stay in use.
+#[derive(Debug, Clone, Default, Args)]
+pub struct JwtKeyArgs {
+    /// PEM file with an RSA public key (`PUBLIC KEY` or `RSA PUBLIC KEY`) for RS256 tokens;
+    /// repeat the flag or separate with commas. A file's key id (`kid`) is its name without
+    /// the extension (`2025-06.pem` → `2025-06`). Re-read when it changes (no restart needed).
+    #[arg(long, env = "PUSHD_JWT_PUBLIC_KEY_FILE", value_delimiter = ',')]
+    pub jwt_public_key_file: Vec<PathBuf>,
+    /// JSON Web Key Set file; its RS256 signature keys are chosen by the token's `kid`.
+    /// Re-read when it changes; a bad new version is logged and the last good keys stay in use.
+    #[arg(long, env = "PUSHD_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+}
+
+impl JwtKeyArgs {
+    /// `have_secret`: an HS256 secret (or secret file) is configured as well.
+    pub fn validate(&self, have_secret: bool) -> Result<(), ConfigError> {
+        if !have_secret && self.jwt_public_key_file.is_empty() && self.jwt_jwks_file.is_none() {
+            return Err(ConfigError(
+                "no JWT key: give PUSHD_JWT_SECRET, --jwt-public-key-file or --jwt-jwks-file"
+                    .into(),
             ));
         }
         Ok(())

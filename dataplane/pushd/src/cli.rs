@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pushcluster_config::{ConnArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs};
+use pushcluster_config::{ConnArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +30,8 @@ pub enum Command {
     Dispatch(crate::roles::dispatch::DispatchArgs),
     /// Push role: holds client WebSockets; routes users to this node in Redis.
     Push(crate::roles::push::PushArgs),
-    /// Print a client token (JWT, HS256 with PUSHD_JWT_SECRET) for a user.
+    /// Print a client token for a user: HS256 with PUSHD_JWT_SECRET, or RS256 with
+    /// --rsa-private-key-file.
     Token(TokenArgs),
     /// Post a message to a running server's HTTP API.
     Send(SendArgs),
@@ -50,6 +51,8 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     pub secrets: SecretArgs,
     #[command(flatten)]
+    pub jwt: JwtKeyArgs,
+    #[command(flatten)]
     pub limits: LimitsArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -67,8 +70,20 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 1h, 30m, 7d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
-    #[arg(long, env = "PUSHD_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    /// HS256 secret to sign with.
+    #[arg(
+        long,
+        env = "PUSHD_JWT_SECRET",
+        hide_env_values = true,
+        required_unless_present = "rsa_private_key_file"
+    )]
+    pub jwt_secret: Option<String>,
+    /// Sign RS256 with this RSA private key (PEM, PKCS#8 or PKCS#1) instead of the secret.
+    #[arg(long, env = "PUSHD_JWT_RSA_PRIVATE_KEY_FILE")]
+    pub rsa_private_key_file: Option<PathBuf>,
+    /// Key id (`kid`) to put in an RS256 token's header.
+    #[arg(long, env = "PUSHD_JWT_KID", requires = "rsa_private_key_file")]
+    pub kid: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use http::StatusCode;
 use prometheus_client::registry::Registry;
-use pushcluster_auth::JwtVerifier;
+use pushcluster_auth::KeySources;
+use pushcluster_auth::keys::ReloadingVerifier;
 use pushcluster_collect::Collect;
 use pushcluster_config::ConfigError;
 use pushcluster_dispatch::{Dispatcher, MemoryRouteTable};
@@ -25,6 +26,9 @@ use pushcluster_telemetry::Metrics;
 
 use crate::cli::StandaloneArgs;
 
+/// How often the JWT key files are checked for changes.
+const KEY_POLL: Duration = Duration::from_secs(2);
+
 /// A minimal browser client (`GET /`): connects with `?token=`, shows and acks messages.
 const DEMO_PAGE: &str = include_str!("demo.html");
 
@@ -33,7 +37,8 @@ const DEMO_PAGE: &str = include_str!("demo.html");
 pub struct Config {
     pub listen: std::net::SocketAddr,
     pub data_dir: PathBuf,
-    pub jwt_secret: String,
+    /// Client JWT keys (HS256 secret, RS256 PEM and JWKS files; files are re-read on change).
+    pub keys: KeySources,
     pub api_key: String,
     pub limits: Limits,
     pub push: PushConfig,
@@ -44,11 +49,19 @@ pub struct Config {
 impl Config {
     pub fn from_args(a: StandaloneArgs) -> Result<Config, ConfigError> {
         a.secrets.validate()?;
+        a.jwt.validate(a.secrets.jwt_secret.is_some())?;
         a.conn.validate()?;
+        let keys = KeySources {
+            hs256_secret: a.secrets.jwt_secret.map(String::into_bytes),
+            rsa_public_key_files: a.jwt.jwt_public_key_file,
+            jwks_file: a.jwt.jwt_jwks_file,
+            ..KeySources::default()
+        };
+        keys.load().map_err(|e| ConfigError(e.to_string()))?;
         Ok(Config {
             listen: a.listen,
             data_dir: a.data_dir,
-            jwt_secret: a.secrets.jwt_secret,
+            keys,
             api_key: a.secrets.api_key,
             limits: a.limits.limits()?,
             push: PushConfig {
@@ -70,6 +83,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let store: Arc<dyn MessageStore> = Arc::new(RedbStore::open(&config.data_dir)?);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let keys = Arc::new(ReloadingVerifier::new(config.keys.clone())?);
+    keys.metrics().register(&mut registry);
+    let key_watcher = keys.watch(KEY_POLL);
     let ops = Ops::new(registry);
 
     let routes = Arc::new(MemoryRouteTable::default());
@@ -90,7 +106,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let push = Arc::new(PushService {
         hub: hub.clone(),
         store: store.clone(),
-        verifier: Arc::new(JwtVerifier::hs256(config.jwt_secret.as_bytes())),
+        verifier: keys,
         metrics: metrics.clone(),
         config: config.push.clone(),
     });
@@ -136,6 +152,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
             "grace period over; exiting with connections open"
         ),
     }
+    key_watcher.abort();
     Ok(())
 }
 

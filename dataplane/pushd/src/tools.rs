@@ -11,13 +11,15 @@ use crate::cli::{SendArgs, TokenArgs};
 pub fn token(args: TokenArgs) -> anyhow::Result<()> {
     pushcluster_proto::api::validate_user_id(&args.user)
         .map_err(|m| anyhow::anyhow!("--user {m}"))?;
-    if args.jwt_secret.is_empty() {
-        bail!("PUSHD_JWT_SECRET is empty");
-    }
-    println!(
-        "{}",
-        pushcluster_auth::issue(args.jwt_secret.as_bytes(), &args.user, args.ttl)
-    );
+    let token = match (&args.rsa_private_key_file, &args.jwt_secret) {
+        (Some(path), _) => pushcluster_auth::RsaSigner::from_pem_file(path, args.kid.clone())?
+            .issue(&args.user, args.ttl),
+        (None, Some(secret)) if !secret.is_empty() => {
+            pushcluster_auth::issue(secret.as_bytes(), &args.user, args.ttl)
+        }
+        (None, _) => bail!("PUSHD_JWT_SECRET is empty"),
+    };
+    println!("{token}");
     Ok(())
 }
 

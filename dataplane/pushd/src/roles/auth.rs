@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
+use pushcluster_auth::KeySources;
 use pushcluster_auth::grpc::AuthService;
 use pushcluster_auth::keys::ReloadingVerifier;
-use pushcluster_config::{LogArgs, ShutdownArgs};
+use pushcluster_config::{JwtKeyArgs, LogArgs, ShutdownArgs};
 use pushcluster_proto::grpc::auth_server::AuthServer;
 use pushcluster_server::Shutdown;
 use pushcluster_server::ops::Ops;
@@ -22,17 +23,15 @@ pub struct AuthArgs {
     /// Address of the Auth gRPC service.
     #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7003")]
     pub grpc_listen: std::net::SocketAddr,
-    /// HS256 secret (or use --jwt-secret-file, which is reloaded when it changes).
-    #[arg(
-        long,
-        env = "PUSHD_JWT_SECRET",
-        hide_env_values = true,
-        required_unless_present = "jwt_secret_file"
-    )]
+    /// HS256 secret (or use --jwt-secret-file, which is reloaded when it changes). At least
+    /// one of the secret, --jwt-public-key-file and --jwt-jwks-file is required.
+    #[arg(long, env = "PUSHD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// File holding the HS256 secret; re-read when it changes (no restart needed).
     #[arg(long, env = "PUSHD_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub jwt: JwtKeyArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -40,13 +39,18 @@ pub struct AuthArgs {
 }
 
 pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let verifier = Arc::new(match (&args.jwt_secret_file, &args.jwt_secret) {
-        (Some(path), _) => ReloadingVerifier::from_file(path.clone())?,
-        (None, Some(secret)) => ReloadingVerifier::fixed(secret.as_bytes()),
-        (None, None) => anyhow::bail!("--jwt-secret or --jwt-secret-file is required"),
-    });
+    args.jwt
+        .validate(args.jwt_secret.is_some() || args.jwt_secret_file.is_some())?;
+    let verifier = Arc::new(ReloadingVerifier::new(KeySources {
+        hs256_secret: args.jwt_secret.map(String::into_bytes),
+        hs256_secret_file: args.jwt_secret_file,
+        rsa_public_key_files: args.jwt.jwt_public_key_file,
+        jwks_file: args.jwt.jwt_jwks_file,
+    })?);
     let watcher = verifier.watch(Duration::from_secs(2));
-    let ops = Ops::new(Registry::default());
+    let mut registry = Registry::default();
+    verifier.metrics().register(&mut registry);
+    let ops = Ops::new(registry);
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();
     let grpc = super::serve_grpc(
