@@ -8,6 +8,7 @@
 //! No silent skips: [`require`] fails the test when a tool is missing and `CI=true` or
 //! `PUSHCLUSTER_REQUIRE_SERVICES=1`; otherwise the test is skipped with a loud message.
 //!
+//! - [`apns`]: a fake APNs server (HTTP/2 over TLS, scripted replies) for the APNs sender.
 //! - [`redis`]: a Redis server, restartable on the same port, and a 3-master Redis Cluster.
 //! - [`mongo`]: FerretDB (MongoDB wire protocol, SQLite backend) or `MONGODB_URI`.
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
@@ -21,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+pub mod apns;
 pub mod dnsmasq;
 pub mod kube;
 pub mod mongo;
