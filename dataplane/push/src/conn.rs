@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use pushcluster_proto::close;
 use pushcluster_proto::delivery::now_ms;
 use pushcluster_proto::frame::{self, ClientFrame, Welcome};
-use pushcluster_store::AckOutcome;
+use pushcluster_store::{AckOutcome, Result as StoreResult};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -57,12 +59,16 @@ where
         Err(end) => end,
     };
     svc.hub.unregister(&user, reg.conn).await;
+    conn.settle_acks().await;
     tracing::debug!(%user, conn = reg.conn, ?end, "connection ended");
     conn.finish(end).await;
     svc.metrics.connections.dec();
 }
 
 enum Never {}
+
+/// Acks recorded concurrently per connection before it stops reading frames.
+const MAX_ACKS_IN_FLIGHT: usize = 64;
 
 struct Conn<S> {
     ws: WebSocketStream<S>,
@@ -79,6 +85,10 @@ struct Conn<S> {
     /// the backlog (acked by another device or not), not only unacked messages. False only
     /// for a device that connected without `last_seq`, until its first replay.
     positioned: bool,
+    /// Acks being recorded. They run beside the delivery loop, so a slow store write never
+    /// holds up the next message; past [`MAX_ACKS_IN_FLIGHT`] the loop stops reading frames
+    /// until one finishes (backpressure on a client that acks faster than the store writes).
+    acks: FuturesUnordered<BoxFuture<'static, (String, StoreResult<AckOutcome>)>>,
     last_seen: Instant,
     svc: Arc<PushService>,
 }
@@ -91,6 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             high: last_seq,
             gaps: Default::default(),
             positioned: last_seq > 0,
+            acks: FuturesUnordered::new(),
             last_seen: Instant::now(),
             svc,
         }
@@ -119,7 +130,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         return Err(End::close(close::TRY_AGAIN_LATER, close::REASON_OVERFLOW));
                     }
                 },
-                msg = self.ws.next() => match msg {
+                Some((id, result)) = self.acks.next(), if !self.acks.is_empty() => {
+                    self.on_ack_result(id, result).await?;
+                }
+                msg = self.ws.next(), if self.acks.len() < MAX_ACKS_IN_FLIGHT => match msg {
                     Some(Ok(msg)) => self.on_frame(msg).await?,
                     Some(Err(e)) => {
                         tracing::debug!(user = %self.user, error = %e, "read failed");
@@ -246,7 +260,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.last_seen = Instant::now();
         match msg {
             Message::Text(text) => match frame::decode_client(&text) {
-                Ok(ClientFrame::Ack { id }) => self.on_ack(id).await,
+                Ok(ClientFrame::Ack { id }) => {
+                    self.on_ack(id);
+                    Ok(())
+                }
                 Ok(ClientFrame::Ping) => self.send(Message::text(r#"{"type":"pong"}"#)).await,
                 Err(e) => Err(End::close(close::INVALID_FRAME, &truncate(&e.to_string()))),
             },
@@ -256,8 +273,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn on_ack(&mut self, id: String) -> Result<(), End> {
-        match self.svc.store.ack(&self.user, &id).await {
+    /// Lets acks still being written finish (briefly), so a client that acked and left is
+    /// not sent those messages again.
+    async fn settle_acks(&mut self) {
+        let acks = &mut self.acks;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some((_, result)) = acks.next().await {
+                if let Ok(AckOutcome::Acked) = result {
+                    self.svc.metrics.messages_acked.inc();
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Starts recording an ack; its result is handled by [`Conn::on_ack_result`].
+    fn on_ack(&mut self, id: String) {
+        let (store, user) = (self.svc.store.clone(), self.user.clone());
+        self.acks.push(Box::pin(async move {
+            let result = store.ack(&user, &id).await;
+            (id, result)
+        }));
+    }
+
+    async fn on_ack_result(
+        &mut self,
+        id: String,
+        result: StoreResult<AckOutcome>,
+    ) -> Result<(), End> {
+        match result {
             Ok(AckOutcome::Acked) => {
                 self.svc.metrics.messages_acked.inc();
                 Ok(())
