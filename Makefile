@@ -56,3 +56,8 @@ bench-cluster: tools
 ## proto: regenerate the committed gRPC code from dataplane/proto/proto (needs protoc: make tools)
 proto:
 	PUSHCLUSTER_REGEN=1 $(CARGO) test -p pushcluster-proto --test codegen
+
+## crds: regenerate the PushCluster CRD in crds/ and in the Helm chart (a test checks both)
+.PHONY: crds
+crds:
+	$(CARGO) run -q -p pushcluster-operator --example crdgen

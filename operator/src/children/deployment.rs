@@ -1,0 +1,294 @@
+//! One Deployment per role: `pushd <role>` with the shared ConfigMap, the role's Secrets and
+//! its own ports, probes on `/readyz` and `/healthz`, and (push) the pod IP as node identity.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Role, config_map, meta, role_labels, selector, stable_hash};
+use crate::crd::{PushCluster, Resources, SecretKeyRef};
+
+/// Pod template annotation holding a hash of the shared settings: a change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "pushcluster.io/config-hash";
+/// Where the auth role's JWT key is mounted (re-read by pushd when the Secret changes).
+pub const JWT_DIR: &str = "/etc/pushcluster/jwt";
+/// UID/GID of the non-root user in the image.
+pub const RUN_AS: i64 = 65532;
+/// Seconds the pod gets beyond pushd's own `--grace-period` before it is killed.
+pub const GRACE_MARGIN_SECONDS: i64 = 15;
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_from_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn env_from_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The role's own env vars (the shared ones come from the ConfigMap).
+pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
+    let s = &pc.spec;
+    let mut v = vec![
+        env("PUSHD_LISTEN", format!("0.0.0.0:{}", role.http_port(pc))),
+        env(
+            "PUSHD_GRPC_LISTEN",
+            format!("0.0.0.0:{}", role.grpc_port(pc)),
+        ),
+        env(
+            "PUSHD_GRACE_PERIOD",
+            format!("{}s", drain_seconds(pc, role)),
+        ),
+    ];
+    let redis = |v: &mut Vec<EnvVar>| {
+        if let Some(r) = &s.redis.url_secret_ref {
+            v.push(env_from_secret("PUSHD_REDIS_URL", r));
+        }
+    };
+    match role {
+        Role::Push => {
+            v.push(env_from_field("PUSHD_NODE_IP", "status.podIP"));
+            v.push(env_from_secret(
+                "PUSHD_MONGODB_URI",
+                &s.mongo.uri_secret_ref,
+            ));
+            redis(&mut v);
+        }
+        Role::Dispatch => redis(&mut v),
+        Role::Collect => {
+            v.push(env_from_secret(
+                "PUSHD_MONGODB_URI",
+                &s.mongo.uri_secret_ref,
+            ));
+            v.push(env_from_secret(
+                "PUSHD_API_KEY",
+                &s.collect.api_key_secret_ref,
+            ));
+            let c = &s.collect;
+            for (name, value) in [
+                ("PUSHD_MAX_PAYLOAD_BYTES", c.max_payload_bytes),
+                ("PUSHD_MAX_RECIPIENTS", c.max_recipients),
+                ("PUSHD_DEFAULT_TTL_SECS", c.default_ttl_seconds),
+            ] {
+                if let Some(value) = value {
+                    v.push(env(name, value.to_string()));
+                }
+            }
+        }
+        Role::Auth => v.push(env("PUSHD_JWT_SECRET_FILE", format!("{JWT_DIR}/key"))),
+    }
+    v
+}
+
+/// pushd's `--grace-period` of a role: the push drain, else pushd's default.
+pub fn drain_seconds(pc: &PushCluster, role: Role) -> i64 {
+    match role {
+        Role::Push => i64::from(pc.spec.push.drain_seconds),
+        _ => 10,
+    }
+}
+
+fn resources(r: Option<&Resources>) -> Option<ResourceRequirements> {
+    r.map(|r| ResourceRequirements {
+        requests: r.requests.clone(),
+        limits: r.limits.clone(),
+        ..ResourceRequirements::default()
+    })
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn role_settings(pc: &PushCluster, role: Role) -> (Option<&str>, Option<&Resources>) {
+    let s = &pc.spec;
+    match role {
+        Role::Push => (s.push.image.as_deref(), s.push.resources.as_ref()),
+        Role::Dispatch => (s.dispatch.image.as_deref(), s.dispatch.resources.as_ref()),
+        Role::Collect => (s.collect.image.as_deref(), s.collect.resources.as_ref()),
+        Role::Auth => (s.auth.image.as_deref(), s.auth.resources.as_ref()),
+    }
+}
+
+fn container(pc: &PushCluster, role: Role, default_image: &str) -> Container {
+    let (image, res) = role_settings(pc, role);
+    let mounts = (role == Role::Auth).then(|| {
+        vec![VolumeMount {
+            name: "jwt".into(),
+            mount_path: JWT_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]
+    });
+    Container {
+        name: "pushd".into(),
+        image: Some(pc.image_or(image, default_image).to_owned()),
+        image_pull_policy: Some(pc.spec.image_pull_policy.as_str().into()),
+        args: Some(vec![role.as_str().into()]),
+        env: Some(role_env(pc, role)),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: config_map::name(pc),
+                optional: None,
+            }),
+            ..EnvFromSource::default()
+        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: role.http_port(pc),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("grpc".into()),
+                container_port: role.grpc_port(pc),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(probe("/readyz", 5, 2)),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        resources: resources(res),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: mounts,
+        ..Container::default()
+    }
+}
+
+/// The hash of everything a pod reads at start besides its own spec: the shared settings.
+pub fn config_hash(pc: &PushCluster) -> String {
+    let data = config_map::data(pc);
+    let parts: Vec<&str> = data
+        .iter()
+        .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+        .collect();
+    stable_hash(&parts)
+}
+
+/// The Deployment of `role`.
+pub fn build(pc: &PushCluster, role: Role, default_image: &str) -> Deployment {
+    let labels = role_labels(pc, role);
+    let volumes = (role == Role::Auth).then(|| {
+        vec![Volume {
+            name: "jwt".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(pc.spec.auth.jwt_secret_ref.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: pc.spec.auth.jwt_secret_ref.key.clone(),
+                    path: "key".into(),
+                    mode: None,
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]
+    });
+    let strategy = (role == Role::Push).then(|| DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        // Keep every push node until its replacement is ready: clients move only once.
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::String("25%".into())),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }),
+    });
+    Deployment {
+        metadata: meta(pc, role.name(pc), labels.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(role.replicas(pc)),
+            selector: LabelSelector {
+                match_labels: Some(selector(pc, role)),
+                ..LabelSelector::default()
+            },
+            strategy,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.into(),
+                        config_hash(pc),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container(pc, role, default_image)],
+                    termination_grace_period_seconds: Some(
+                        drain_seconds(pc, role) + GRACE_MARGIN_SECONDS,
+                    ),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS),
+                        run_as_group: Some(RUN_AS),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    volumes,
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}

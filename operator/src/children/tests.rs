@@ -1,0 +1,279 @@
+use std::collections::BTreeSet;
+
+use clap::CommandFactory;
+use k8s_openapi::api::core::v1::EnvVar;
+
+use super::fixtures::{push_cluster, spec, with_spec};
+use super::*;
+use crate::crd::{RedisMode, SecretKeyRef, ServiceType};
+
+const IMAGE: &str = "example/pushd:1";
+
+fn env_of(d: &k8s_openapi::api::apps::v1::Deployment) -> Vec<EnvVar> {
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    pod.containers[0].env.clone().unwrap()
+}
+
+fn env_value<'a>(env: &'a [EnvVar], name: &str) -> Option<&'a EnvVar> {
+    env.iter().find(|e| e.name == name)
+}
+
+#[test]
+fn every_child_is_owned_and_labelled() {
+    let pc = push_cluster();
+    let mut metas = vec![config_map::build(&pc).metadata, pdb::build(&pc).metadata];
+    metas.extend(service::build_all(&pc).into_iter().map(|s| s.metadata));
+    metas.extend(Role::ALL.map(|r| deployment::build(&pc, r, IMAGE).metadata));
+    assert_eq!(metas.len(), 11);
+    for m in metas {
+        assert_eq!(m.namespace.as_deref(), Some("apps"));
+        let owner = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
+            ("PushCluster", "demo", Some(true), Some(true))
+        );
+        assert_eq!(owner.api_version, "pushcluster.io/v1alpha1");
+        let labels = m.labels.unwrap();
+        assert_eq!(labels["app.kubernetes.io/instance"], "demo");
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"],
+            "pushcluster-operator"
+        );
+    }
+}
+
+#[test]
+fn push_deployment_runs_pushd_push_with_pod_ip_and_drain() {
+    let pc = push_cluster();
+    let d = deployment::build(&pc, Role::Push, IMAGE);
+    assert_eq!(d.metadata.name.as_deref(), Some("demo-push"));
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(10 + 15));
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some(IMAGE));
+    assert_eq!(c.args.as_deref(), Some(&["push".to_owned()][..]));
+    let env = env_of(&d);
+    let ip = env_value(&env, "PUSHD_NODE_IP").unwrap();
+    let field = ip.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+    assert_eq!(field.field_path, "status.podIP");
+    assert_eq!(
+        env_value(&env, "PUSHD_GRACE_PERIOD")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("10s")
+    );
+    assert_eq!(
+        env_value(&env, "PUSHD_LISTEN").unwrap().value.as_deref(),
+        Some("0.0.0.0:8080")
+    );
+    let mongo = env_value(&env, "PUSHD_MONGODB_URI").unwrap();
+    let secret = mongo
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("demo-secrets", "mongodb-uri")
+    );
+    let probe = c
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(probe.path.as_deref(), Some("/readyz"));
+    let live = c
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(live.path.as_deref(), Some("/healthz"));
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().run_as_non_root,
+        Some(true)
+    );
+}
+
+#[test]
+fn drain_seconds_size_the_grace_period() {
+    let mut s = spec();
+    s.push.drain_seconds = 40;
+    let d = deployment::build(&with_spec(s), Role::Push, IMAGE);
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(55));
+}
+
+#[test]
+fn auth_mounts_the_jwt_key_as_a_file() {
+    let pc = push_cluster();
+    let d = deployment::build(&pc, Role::Auth, IMAGE);
+    let env = env_of(&d);
+    assert_eq!(
+        env_value(&env, "PUSHD_JWT_SECRET_FILE")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("/etc/pushcluster/jwt/key")
+    );
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let vol = &pod.volumes.unwrap()[0];
+    let secret = vol.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("demo-secrets"));
+    assert_eq!(secret.items.as_ref().unwrap()[0].key, "jwt");
+}
+
+#[test]
+fn redis_from_a_secret_and_cluster_mode() {
+    let mut s = spec();
+    s.redis.url = None;
+    s.redis.url_secret_ref = Some(SecretKeyRef {
+        name: "redis".into(),
+        key: "url".into(),
+    });
+    s.redis.mode = RedisMode::Cluster;
+    let pc = with_spec(s);
+    let data = config_map::data(&pc);
+    assert!(!data.contains_key("PUSHD_REDIS_URL"));
+    assert_eq!(data["PUSHD_REDIS_CLUSTER"], "true");
+    for role in [Role::Push, Role::Dispatch] {
+        let env = env_of(&deployment::build(&pc, role, IMAGE));
+        assert!(env_value(&env, "PUSHD_REDIS_URL").is_some(), "{role:?}");
+    }
+    let env = env_of(&deployment::build(&pc, Role::Collect, IMAGE));
+    assert!(env_value(&env, "PUSHD_REDIS_URL").is_none());
+}
+
+#[test]
+fn shared_settings_name_the_services() {
+    let pc = push_cluster();
+    let data = config_map::data(&pc);
+    assert_eq!(data["PUSHD_AUTH_ADDR"], "http://demo-auth:7003");
+    assert_eq!(data["PUSHD_DISPATCH_ADDR"], "http://demo-dispatch:7002");
+    assert_eq!(data["PUSHD_PUSH_SERVICE"], "demo-push-headless");
+    assert_eq!(data["PUSHD_NAMESPACE"], "apps");
+    assert_eq!(data["PUSHD_CLUSTER_DOMAIN"], "cluster.local");
+    assert_eq!(data["PUSHD_ROUTE_TTL"], "30s");
+}
+
+#[test]
+fn services_headless_for_nodes_and_typed_for_clients() {
+    let mut s = spec();
+    s.push.service_type = ServiceType::LoadBalancer;
+    let pc = with_spec(s);
+    let svcs = service::build_all(&pc);
+    let by_name = |n: &str| {
+        svcs.iter()
+            .find(|s| s.metadata.name.as_deref() == Some(n))
+            .unwrap()
+            .spec
+            .clone()
+            .unwrap()
+    };
+    let headless = by_name("demo-push-headless");
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless.ports.unwrap()[0].port, 7001);
+    let clients = by_name("demo-push");
+    assert_eq!(clients.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(clients.ports.unwrap()[0].port, 8080);
+    assert_eq!(
+        by_name("demo-dispatch").selector.unwrap()["app.kubernetes.io/component"],
+        "dispatch"
+    );
+    assert_eq!(by_name("demo-collect").ports.unwrap().len(), 2);
+}
+
+#[test]
+fn a_settings_change_changes_the_pod_template() {
+    let pc = push_cluster();
+    let before = deployment::config_hash(&pc);
+    let mut s = spec();
+    s.redis.url = Some("redis://other:6379".into());
+    let after = deployment::config_hash(&with_spec(s));
+    assert_ne!(before, after);
+    assert_eq!(before, deployment::config_hash(&push_cluster()));
+}
+
+#[test]
+fn pdb_limits_push_disruptions() {
+    let p = pdb::build(&push_cluster());
+    let spec = p.spec.unwrap();
+    assert_eq!(
+        spec.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(
+        spec.selector.unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
+        "push"
+    );
+}
+
+#[test]
+fn selector_string_matches_the_push_pods() {
+    let pc = push_cluster();
+    assert_eq!(
+        selector_string(&pc, Role::Push),
+        "app.kubernetes.io/component=push,app.kubernetes.io/instance=demo,app.kubernetes.io/name=pushcluster"
+    );
+}
+
+/// The contract with `pushd`: every env var a Deployment or the ConfigMap sets is a flag of
+/// that role, and every required flag of the role is set.
+#[test]
+fn env_vars_are_flags_of_pushd_roles() {
+    let mut s = spec();
+    s.collect.max_payload_bytes = Some(1000);
+    s.collect.max_recipients = Some(10);
+    s.collect.default_ttl_seconds = Some(60);
+    let pc = with_spec(s);
+    let cli = pushd::cli::Cli::command();
+    let shared: BTreeSet<String> = config_map::data(&pc).into_keys().collect();
+    let mut used_shared = BTreeSet::new();
+    for role in Role::ALL {
+        let cmd = cli
+            .find_subcommand(role.as_str())
+            .unwrap_or_else(|| panic!("pushd has no subcommand {}", role.as_str()));
+        let known: BTreeSet<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        let own: BTreeSet<String> = env_of(&deployment::build(&pc, role, IMAGE))
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        for name in &own {
+            assert!(
+                known.contains(name),
+                "pushd {} has no env var {name}",
+                role.as_str()
+            );
+        }
+        used_shared.extend(shared.intersection(&known).cloned());
+        for arg in cmd.get_arguments().filter(|a| a.is_required_set()) {
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            let env =
+                env.unwrap_or_else(|| panic!("required flag {:?} has no env var", arg.get_id()));
+            assert!(
+                own.contains(&env) || shared.contains(&env),
+                "pushd {} requires {env}, which the operator does not set",
+                role.as_str()
+            );
+        }
+    }
+    let unused: Vec<_> = shared.difference(&used_shared).collect();
+    assert!(unused.is_empty(), "no role reads {unused:?}");
+}

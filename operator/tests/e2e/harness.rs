@@ -1,0 +1,110 @@
+//! Helpers of the end-to-end test: operator processes, their admin endpoints, kubectl JSON.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use pushcluster_test_support::{Kubectl, Proc, free_port, wait_ready};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const NS: &str = "pushcluster-system";
+pub const APPS: &str = "apps";
+pub const RELEASE: &str = "pushcluster-operator";
+pub const SA_USER: &str = "system:serviceaccount:pushcluster-system:pushcluster-operator";
+pub const IMAGE: &str = "registry.example/pushcluster:e2e";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A copy of the admin kubeconfig that impersonates the chart's ServiceAccount.
+pub fn impersonating_kubeconfig(admin: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(admin).unwrap();
+    let text = text.replacen("  user:\n", &format!("  user:\n    as: {SA_USER}\n"), 1);
+    assert!(
+        text.contains("as: system:serviceaccount"),
+        "kubeconfig layout changed"
+    );
+    let path = dir.join("operator.kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One operator process and its admin address.
+pub struct Operator {
+    pub proc: Proc,
+    pub admin: SocketAddr,
+}
+
+pub fn start_operator(name: &str, kubeconfig: &Path, dir: &Path) -> Operator {
+    let port = free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushcluster-operator"));
+    cmd.env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,kube=warn")
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--lease-namespace", NS, "--lease-name", RELEASE])
+        .args(["--lease-identity", name])
+        .args([
+            "--lease-duration=4s",
+            "--lease-renew-deadline=3s",
+            "--lease-retry-period=500ms",
+        ])
+        .args(["--pushd-image", IMAGE]);
+    let proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log"))).unwrap();
+    Operator { proc, admin }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status line")?;
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Ok((code, body))
+}
+
+/// The value of an unlabelled metric, e.g. `pushcluster_operator_leader`.
+pub async fn metric(admin: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let (_, body) = http_get(admin, "/metrics").await?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .context(format!("no metric {name}"))?
+        .trim()
+        .parse()
+        .context("metric value")
+}
+
+pub fn json(k: &Kubectl, args: &[&str]) -> anyhow::Result<Value> {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    Ok(serde_json::from_str(&k.run(&a)?)?)
+}
+
+pub async fn eventually<F, Fut>(what: &str, secs: u64, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if let Err(e) = wait_ready(what, Duration::from_secs(secs), check).await {
+        panic!("{e:#}");
+    }
+}
+
+pub fn phase(start: Instant, what: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "[e2e {:>6.1}s] {what}",
+        start.elapsed().as_secs_f64()
+    );
+}
