@@ -1,8 +1,9 @@
 //! Collect: the API business systems send messages to.
 //!
 //! `POST /v1/messages` validates, stores durably (only then `202 {"id"}`), and hands the stored
-//! message to dispatch. `GET /v1/messages/{id}` reports each recipient's state. Both need
-//! `Authorization: Bearer <api key>`.
+//! message to dispatch. `GET /v1/messages/{id}` reports each recipient's state (and each
+//! mobile notification's). `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`])
+//! keep users' mobile devices. All need `Authorization: Bearer <api key>`.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use pushcluster_server::{Resp, respond};
 use pushcluster_store::{MessageStore, Submitted};
 use pushcluster_telemetry::Metrics;
 
+mod devices;
+
 /// The collect API.
 pub struct Collect {
     pub store: Arc<dyn MessageStore>,
@@ -25,10 +28,17 @@ pub struct Collect {
 }
 
 impl Collect {
-    /// Handles `/v1/messages[/{id}]`; `None` for paths it does not own.
+    /// Handles `/v1/messages[/{id}]` and `/v1/devices[/{token}]`; `None` for paths it does
+    /// not own.
     pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
         let path = req.uri().path().to_owned();
-        let rest = path.strip_prefix("/v1/messages")?;
+        let (messages, rest) = match path.strip_prefix("/v1/messages") {
+            Some(rest) => (true, rest),
+            None => (false, path.strip_prefix("/v1/devices")?),
+        };
+        if !messages && !rest.is_empty() && !rest.starts_with('/') {
+            return None;
+        }
         if !self.authorized(req.headers()) {
             let mut resp = respond::error(
                 StatusCode::UNAUTHORIZED,
@@ -38,6 +48,9 @@ impl Collect {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return Some(resp);
+        }
+        if !messages {
+            return Some(self.devices(req, rest).await);
         }
         Some(match (req.method().clone(), rest) {
             (Method::POST, "" | "/") => self.submit(req).await,
@@ -135,6 +148,18 @@ impl Collect {
         }
         if !req.idempotency_key.is_empty() {
             body["idempotency_key"] = req.idempotency_key.clone().into();
+        }
+        if !req.notification.is_empty() {
+            let n: serde_json::Value =
+                serde_json::from_str(&req.notification).map_err(|e| Invalid {
+                    status: 400,
+                    field: Some("notification"),
+                    message: format!("`notification` is not JSON: {e}"),
+                })?;
+            body["notification"] = n;
+        }
+        if !req.mobile.is_empty() {
+            body["mobile"] = req.mobile.clone().into();
         }
         parse_submit(body.to_string().as_bytes(), &self.limits)
     }

@@ -4,21 +4,25 @@
 //!   in-memory table used by `pushd standalone`. The cluster implements it on Redis.
 //! - [`transport`]: the [`NodeTransport`] seam that carries deliveries to a push node
 //!   (in-process channels in standalone, a gRPC stream per node in the cluster).
+//! - [`mobile`]: the [`MobileSender`] seam and [`MobilePush`], which sends a message's
+//!   `notification` to offline (or all) recipients' registered devices in the background.
 //! - [`Dispatcher`]: for each recipient of a stored message, look up the nodes and forward.
 //!   Routes are looked up only after the message is stored, and push nodes write the route
 //!   before replaying pending messages, so a message stored while its user connects is either
 //!   forwarded or replayed — never neither.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pushcluster_proto::delivery::{Delivery, NodeId};
 use pushcluster_store::StoredMessage;
 
+pub mod mobile;
 pub mod routes;
 pub mod transport;
 
+pub use mobile::{MobilePush, MobileRequest, MobileResult, MobileSender};
 pub use routes::{MemoryRouteTable, RouteError, RouteTable};
 pub use transport::{NodeTransport, Outcome, TransportError};
 
@@ -28,6 +32,7 @@ pub struct Dispatcher {
     routes: Arc<dyn RouteTable>,
     transport: Arc<dyn NodeTransport>,
     stages: Option<pushcluster_telemetry::Metrics>,
+    mobile: Option<MobilePush>,
 }
 
 /// What happened to one message, for logs and tests.
@@ -39,6 +44,17 @@ pub struct DispatchReport {
     pub offline: usize,
     /// Deliveries that could not be forwarded now (they stay pending).
     pub failed: usize,
+    /// Recipients whose mobile devices were handed the message (sent in the background).
+    pub mobile: usize,
+}
+
+/// What dispatch learnt about one recipient's connections.
+#[derive(Default)]
+struct Reach {
+    /// A node queued the message to one of the user's connections.
+    queued: bool,
+    /// The lookup or a forward failed: whether the user is connected is not known.
+    unsure: bool,
 }
 
 impl Dispatcher {
@@ -47,7 +63,15 @@ impl Dispatcher {
             routes,
             transport,
             stages: None,
+            mobile: None,
         }
+    }
+
+    /// Sends messages with a `notification` to recipients' mobile devices (per their
+    /// `mobile` policy) through `mobile`.
+    pub fn with_mobile(mut self, mobile: MobilePush) -> Self {
+        self.mobile = Some(mobile);
+        self
     }
 
     /// Records `route_lookup` and `forward` times in `metrics`.
@@ -67,6 +91,9 @@ impl Dispatcher {
     pub async fn dispatch(&self, msg: &StoredMessage) -> DispatchReport {
         let mut report = DispatchReport::default();
         let mut per_node: BTreeMap<NodeId, Vec<Delivery>> = BTreeMap::new();
+        // Who was reached matters only for a message that may go to mobile devices.
+        let track = self.mobile.is_some() && msg.notification.is_some();
+        let mut reach: HashMap<String, Reach> = HashMap::new();
         for (user, seq) in &msg.recipients {
             let start = std::time::Instant::now();
             let nodes = self.lookup_with_retry(user).await;
@@ -76,6 +103,9 @@ impl Dispatcher {
                 Err(e) => {
                     tracing::warn!(%user, error = %e, "route lookup failed; message stays pending");
                     report.failed += 1;
+                    if track {
+                        reach.entry(user.clone()).or_default().unsure = true;
+                    }
                     continue;
                 }
             };
@@ -102,7 +132,12 @@ impl Dispatcher {
                 Ok(outcomes) => {
                     for (user, outcome) in users.iter().zip(outcomes) {
                         match outcome {
-                            Outcome::Queued => report.forwarded += 1,
+                            Outcome::Queued => {
+                                report.forwarded += 1;
+                                if track {
+                                    reach.entry(user.clone()).or_default().queued = true;
+                                }
+                            }
                             Outcome::NotHere => {
                                 // Stale route: remove only this node's entry.
                                 report.offline += 1;
@@ -116,6 +151,21 @@ impl Dispatcher {
                 Err(e) => {
                     tracing::warn!(%node, error = %e, retry = e.is_retryable(), "forwarding failed; messages stay pending");
                     report.failed += users.len();
+                    for user in users.into_iter().filter(|_| track) {
+                        reach.entry(user).or_default().unsure = true;
+                    }
+                }
+            }
+        }
+        if let Some(mobile) = self.mobile.as_ref().filter(|_| track) {
+            for (user, _) in &msg.recipients {
+                let r = reach.get(user);
+                // A user whose reach is unsure counts as connected: the message stays
+                // pending and reaches them on reconnect; an `always` message goes anyway.
+                let connected = r.is_some_and(|r| r.queued || r.unsure);
+                if mobile::wants_mobile(msg, connected) {
+                    mobile.spawn(msg, user);
+                    report.mobile += 1;
                 }
             }
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pushcluster_proto::api::{Mobile, Notification};
 use pushcluster_proto::grpc::dispatch_client::DispatchClient;
 use pushcluster_proto::grpc::dispatch_server::Dispatch;
 use pushcluster_proto::grpc::{DispatchRequest, DispatchResponse, Recipient};
@@ -43,18 +44,34 @@ impl Dispatch for DispatchService {
         let r = req.into_inner();
         let payload = RawValue::from_string(r.payload)
             .map_err(|e| Status::invalid_argument(format!("payload is not JSON: {e}")))?;
+        let notification = match r.notification.as_str() {
+            "" => None,
+            json => Some(Arc::new(
+                serde_json::from_str::<Notification>(json).map_err(|e| {
+                    Status::invalid_argument(format!("notification is not valid: {e}"))
+                })?,
+            )),
+        };
+        let mobile = match r.mobile.as_str() {
+            "" => Mobile::default(),
+            m => Mobile::parse(m)
+                .ok_or_else(|| Status::invalid_argument(format!("unknown mobile policy {m:?}")))?,
+        };
         let msg = StoredMessage {
             id: r.id,
             payload: Arc::from(payload),
             created_at_ms: r.created_at_ms,
             expires_at_ms: r.expires_at_ms,
             recipients: r.recipients.into_iter().map(|x| (x.user, x.seq)).collect(),
+            notification,
+            mobile,
         };
         let report = self.dispatcher.dispatch(&msg).await;
         Ok(Response::new(DispatchResponse {
             forwarded: report.forwarded as u32,
             offline: report.offline as u32,
             failed: report.failed as u32,
+            mobile: report.mobile as u32,
         }))
     }
 }
@@ -104,6 +121,12 @@ impl Handoff for RemoteDispatch {
                     seq: *seq,
                 })
                 .collect(),
+            notification: msg
+                .notification
+                .as_deref()
+                .and_then(|n| serde_json::to_string(n).ok())
+                .unwrap_or_default(),
+            mobile: msg.mobile.as_str().to_owned(),
         };
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=4 {
@@ -114,6 +137,7 @@ impl Handoff for RemoteDispatch {
                         forwarded: r.forwarded as usize,
                         offline: r.offline as usize,
                         failed: r.failed as usize,
+                        mobile: r.mobile as usize,
                     };
                 }
                 Err(status) => {

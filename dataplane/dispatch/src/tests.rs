@@ -40,6 +40,8 @@ fn message(recipients: &[(&str, u64)]) -> StoredMessage {
             .iter()
             .map(|(u, s)| (u.to_string(), *s))
             .collect(),
+        notification: None,
+        mobile: Default::default(),
     }
 }
 
@@ -65,7 +67,8 @@ async fn forwards_to_every_node_of_every_recipient_and_drops_stale_routes() {
         DispatchReport {
             forwarded: 2,
             offline: 2,
-            failed: 0
+            failed: 0,
+            mobile: 0,
         }
     );
     let mut log = transport.0.lock().unwrap().clone();

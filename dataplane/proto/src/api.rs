@@ -1,11 +1,20 @@
 //! Bodies of the collect HTTP API (`POST /v1/messages`, `GET /v1/messages/{id}`).
 //!
+//! - [`mobile`]: a message's `notification` and `mobile` policy, and its per-device records.
+//! - [`devices`]: `POST /v1/devices`, `DELETE /v1/devices/{token}`.
+//!
 //! Validation happens here, once, so every role that accepts messages (standalone, collect,
 //! gRPC `Submit`) rejects the same inputs with the same field names.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+pub mod devices;
+pub mod mobile;
+
+pub use devices::{Device, NewDevice, Platform};
+pub use mobile::{Mobile, MobileRecord, MobileState, Notification};
 
 /// Longest accepted user id, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 256;
@@ -47,6 +56,10 @@ pub struct NewMessage {
     pub payload: Box<RawValue>,
     pub ttl_secs: u64,
     pub idempotency_key: Option<String>,
+    /// What a phone shows, if the message goes to mobile devices at all.
+    pub notification: Option<Notification>,
+    /// When it goes to mobile devices (needs a `notification`).
+    pub mobile: Mobile,
 }
 
 /// Why a request was refused; maps to an HTTP status and a JSON body naming the field.
@@ -61,7 +74,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn bad(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad(field: &'static str, message: impl Into<String>) -> Self {
         Invalid {
             status: 400,
             field: Some(field),
@@ -83,6 +96,8 @@ struct RawSubmit {
     payload: Option<Box<RawValue>>,
     ttl_secs: Option<Value>,
     idempotency_key: Option<Value>,
+    notification: Option<Value>,
+    mobile: Option<Value>,
 }
 
 /// Parses and validates a `POST /v1/messages` body.
@@ -179,11 +194,22 @@ pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid>
         }
     };
 
+    let notification = mobile::parse_notification(raw.notification)?;
+    let mobile = mobile::parse_mobile(raw.mobile)?;
+    if mobile == Mobile::Always && notification.is_none() {
+        return Err(Invalid::bad(
+            "mobile",
+            "`mobile: \"always\"` needs a `notification` to send",
+        ));
+    }
+
     Ok(NewMessage {
         to: users,
         payload,
         ttl_secs,
         idempotency_key,
+        notification,
+        mobile,
     })
 }
 
@@ -270,6 +296,9 @@ pub struct MessageStatus {
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     pub recipients: Vec<RecipientStatus>,
+    /// One record per (recipient, mobile device) the message was sent to, by token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mobile: Vec<MobileRecord>,
 }
 
 /// Every error response of the HTTP API.

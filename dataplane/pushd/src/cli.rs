@@ -59,6 +59,8 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
+    pub apns: pushcluster_apns::ApnsArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 

@@ -1,10 +1,12 @@
 //! The `pushd` binary's library: command line ([`cli`]), the standalone wiring
-//! ([`standalone`]) and the small client tools ([`tools`]).
+//! ([`standalone`]), the cluster roles ([`roles`]), mobile push on APNs ([`mobile`]) and the
+//! small client tools ([`tools`]).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 pub mod cli;
+pub mod mobile;
 pub mod roles;
 pub mod standalone;
 pub mod tools;

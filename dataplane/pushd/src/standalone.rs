@@ -44,6 +44,8 @@ pub struct Config {
     pub push: PushConfig,
     pub grace_period: Duration,
     pub sweep_interval: Duration,
+    /// APNs, when `--apns-key-file` is given: mobile push for messages with a notification.
+    pub apns: Option<pushcluster_apns::ApnsConfig>,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             ..KeySources::default()
         };
         keys.load().map_err(|e| ConfigError(e.to_string()))?;
+        let apns = crate::mobile::apns_config(&a.apns).map_err(|e| ConfigError(e.to_string()))?;
         Ok(Config {
             listen: a.listen,
             data_dir: a.data_dir,
@@ -74,6 +77,7 @@ impl Config {
             },
             grace_period: a.shutdown.grace_period,
             sweep_interval: a.sweep_interval,
+            apns,
         })
     }
 }
@@ -86,6 +90,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let keys = Arc::new(ReloadingVerifier::new(config.keys.clone())?);
     keys.metrics().register(&mut registry);
     let key_watcher = keys.watch(KEY_POLL);
+    let mobile = crate::mobile::mobile_push(config.apns.clone(), store.clone(), &mut registry)?;
     let ops = Ops::new(registry);
 
     let routes = Arc::new(MemoryRouteTable::default());
@@ -94,8 +99,11 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         routes.clone(),
         metrics.clone(),
     ));
-    let dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }))
+    let mut dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }))
         .with_metrics(metrics.clone());
+    if let Some(mobile) = mobile {
+        dispatcher = dispatcher.with_mobile(mobile);
+    }
     let collect = Arc::new(Collect {
         store: store.clone(),
         handoff: Arc::new(dispatcher),

@@ -300,6 +300,7 @@ async fn routing_on_redis_cluster_through_headless_dns_names() {
             redis_cluster: true,
             template: "{ip_dashed}.{service}.{namespace}.svc.{cluster_domain}:{port}".into(),
             dns: Some(dns.addr),
+            dispatch_args: Vec::new(),
         },
     )
     .await;

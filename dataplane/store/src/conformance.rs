@@ -1,8 +1,12 @@
 //! Behaviour every [`MessageStore`] must show, run against each implementation's tests.
 
-use pushcluster_proto::api::{Limits, NewMessage, RecipientState, parse_submit};
+use pushcluster_proto::api::{
+    Limits, Mobile, MobileRecord, MobileState, NewDevice, NewMessage, Platform, RecipientState,
+    parse_submit,
+};
+use pushcluster_proto::delivery::now_ms;
 
-use crate::{AckOutcome, MessageStore, StoredMessage, Submitted};
+use crate::{AckOutcome, DeviceSaved, MessageStore, StoredMessage, Submitted};
 
 pub fn msg(to: &[&str], payload: &str, key: Option<&str>, ttl: u64) -> NewMessage {
     let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
@@ -164,4 +168,156 @@ pub async fn backlog_includes_acked(store: &dyn MessageStore, retention_ms: u64)
     store.expire(later).await.unwrap();
     store.expire(later + retention_ms + 1).await.unwrap();
     assert!(store.backlog("b1", 0, 10).await.unwrap().items.is_empty());
+}
+
+fn device(user: &str, token: &str, topic: Option<&str>) -> NewDevice {
+    NewDevice {
+        user: user.into(),
+        platform: Platform::Apns,
+        token: token.into(),
+        topic: topic.map(str::to_owned),
+    }
+}
+
+/// Devices: register (created, then updated), list by user, move to another user, mark
+/// dead (not when registered after Apple's timestamp), revive by registering, delete.
+pub async fn devices(store: &dyn MessageStore) {
+    let (t1, t2) = ("a1".repeat(32), "b2".repeat(32));
+    let saved = store.put_device(device("du", &t1, None)).await.unwrap();
+    let DeviceSaved::Created(d1) = saved else {
+        panic!("expected a new device: {saved:?}");
+    };
+    assert_eq!((d1.user.as_str(), d1.token.as_str()), ("du", t1.as_str()));
+    assert!(d1.is_live());
+    let again = store
+        .put_device(device("du", &t1, Some("com.example.app")))
+        .await
+        .unwrap();
+    let DeviceSaved::Updated(d1b) = again else {
+        panic!("expected an update: {again:?}");
+    };
+    assert_eq!(d1b.topic.as_deref(), Some("com.example.app"));
+    assert_eq!(d1b.created_at_ms, d1.created_at_ms);
+    store.put_device(device("du", &t2, None)).await.unwrap();
+    store
+        .put_device(device("other", &"c3".repeat(32), None))
+        .await
+        .unwrap();
+    let listed = store.devices("du").await.unwrap();
+    let tokens: Vec<_> = listed.iter().map(|d| d.token.as_str()).collect();
+    assert_eq!(tokens, [t1.as_str(), t2.as_str()]);
+    assert_eq!(listed[0].topic.as_deref(), Some("com.example.app"));
+    assert!(store.devices("nobody").await.unwrap().is_empty());
+
+    // Apple's timestamp before the registration: the registration stands.
+    assert!(store.mark_device_dead(&t2, 1).await.unwrap());
+    assert!(store.devices("du").await.unwrap()[1].is_live());
+    let at = now_ms() + 1000;
+    assert!(store.mark_device_dead(&t2, at).await.unwrap());
+    let dead = &store.devices("du").await.unwrap()[1];
+    assert_eq!(dead.dead_at_ms, Some(at));
+    assert!(!store.mark_device_dead(&"ff".repeat(32), at).await.unwrap());
+    // Registering again revives it; a token moving to another user leaves the first.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store.put_device(device("du2", &t2, None)).await.unwrap();
+    let moved = store.devices("du2").await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert!(moved[0].is_live());
+    assert_eq!(store.devices("du").await.unwrap().len(), 1);
+
+    assert!(store.delete_device(&t1).await.unwrap());
+    assert!(!store.delete_device(&t1).await.unwrap());
+    assert!(store.devices("du").await.unwrap().is_empty());
+}
+
+fn record(msg: &str, user: &str, token: &str) -> MobileRecord {
+    let now = now_ms();
+    MobileRecord {
+        message: msg.into(),
+        user: user.into(),
+        platform: Platform::Apns,
+        token: token.into(),
+        state: MobileState::Pending,
+        reason: None,
+        attempts: 0,
+        apns_id: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
+/// Mobile records: claimed once, updated, shown in the status, purged with the message; the
+/// notification and policy come back with the stored message.
+pub async fn mobile_records(store: &dyn MessageStore, retention_ms: u64) {
+    let body = serde_json::json!({
+        "to": ["mu"], "payload": 1, "ttl_secs": 1, "mobile": "always",
+        "notification": {"title": "T", "badge": 2},
+    });
+    let new = parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap();
+    let m = stored(&store.submit(new).await.unwrap());
+    assert_eq!(m.mobile, Mobile::Always);
+    let n = m.notification.as_deref().unwrap();
+    assert_eq!((n.title.as_deref(), n.badge), (Some("T"), Some(2)));
+    let plain = stored(&store.submit(msg(&["mu"], "1", None, 60)).await.unwrap());
+    assert_eq!(
+        (plain.mobile, plain.notification.is_none()),
+        (Mobile::Offline, true)
+    );
+
+    let (t1, t2) = ("d1".repeat(32), "0e".repeat(32));
+    let mut r1 = record(&m.id, "mu", &t1);
+    assert!(store.claim_mobile(&r1).await.unwrap());
+    assert!(!store.claim_mobile(&r1).await.unwrap(), "claimed once only");
+    let r2 = record(&m.id, "mu", &t2);
+    assert!(store.claim_mobile(&r2).await.unwrap());
+    let status = store.status(&m.id).await.unwrap().unwrap();
+    let states: Vec<_> = status
+        .mobile
+        .iter()
+        .map(|r| (r.token.clone(), r.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (t2.clone(), MobileState::Pending),
+            (t1.clone(), MobileState::Pending)
+        ]
+    );
+
+    r1.state = MobileState::Accepted;
+    r1.attempts = 1;
+    r1.apns_id = Some("6f2c3a1e-8d4b-4c1a-9e52-7b0d1f3a5c88".into());
+    r1.updated_at_ms += 5;
+    store.update_mobile(&r1).await.unwrap();
+    let mut r2b = r2.clone();
+    r2b.state = MobileState::Rejected;
+    r2b.reason = Some("Unregistered".into());
+    r2b.attempts = 1;
+    store.update_mobile(&r2b).await.unwrap();
+    assert!(
+        !store.claim_mobile(&r1).await.unwrap(),
+        "final: never again"
+    );
+    let status = store.status(&m.id).await.unwrap().unwrap();
+    let mut want = vec![r2b, r1];
+    for (got, want) in status.mobile.iter().zip(&mut want) {
+        want.message = got.message.clone();
+    }
+    assert_eq!(status.mobile, want);
+    assert!(
+        store
+            .status(&plain.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mobile
+            .is_empty()
+    );
+
+    // Purged with the message.
+    let later = m.expires_at_ms + 1;
+    store.expire(later).await.unwrap();
+    store.expire(later + retention_ms + 1).await.unwrap();
+    assert!(store.status(&m.id).await.unwrap().is_none());
+    assert!(store.claim_mobile(&record(&m.id, "mu", &t1)).await.unwrap());
 }

@@ -6,12 +6,18 @@
 //! - [`redb`]: the embedded, crash-safe implementation behind `pushd standalone`.
 //!
 //! - [`mongo`]: the cluster's implementation on MongoDB.
+//!
+//! Besides messages, the store keeps users' mobile devices (`POST /v1/devices`) and one
+//! [`MobileRecord`] per (message, device) notification, claimed before sending so a
+//! notification is never sent twice.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pushcluster_proto::api::{MessageStatus, NewMessage};
+use pushcluster_proto::api::{
+    Device, MessageStatus, Mobile, MobileRecord, NewDevice, NewMessage, Notification,
+};
 use serde_json::value::RawValue;
 
 #[cfg(test)]
@@ -62,6 +68,19 @@ pub struct StoredMessage {
     pub expires_at_ms: u64,
     /// (user, seq) in recipient order.
     pub recipients: Vec<(String, u64)>,
+    /// What a phone shows, if the message goes to mobile devices.
+    pub notification: Option<Arc<Notification>>,
+    /// When it goes to mobile devices.
+    pub mobile: Mobile,
+}
+
+/// Outcome of [`MessageStore::put_device`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSaved {
+    /// A new token.
+    Created(Device),
+    /// The token was registered already: its user and topic are replaced and it is live again.
+    Updated(Device),
 }
 
 /// Outcome of [`MessageStore::submit`].
@@ -133,6 +152,21 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Marks recipients of messages expired at `now_ms` as expired and purges old records.
     /// Returns how many recipients expired.
     async fn expire(&self, now_ms: u64) -> Result<u64>;
+
+    /// Registers a device token (for its user), or updates it; a dead token is live again.
+    async fn put_device(&self, device: NewDevice) -> Result<DeviceSaved>;
+    /// Forgets a device token; `false` if it was not registered.
+    async fn delete_device(&self, token: &str) -> Result<bool>;
+    /// A user's devices, live and dead, ordered by token.
+    async fn devices(&self, user: &str) -> Result<Vec<Device>>;
+    /// Marks a token dead since `at_ms` (APNs 410 with Apple's timestamp); `false` if it is
+    /// not registered. A registration newer than `at_ms` stays live (the app registered again).
+    async fn mark_device_dead(&self, token: &str, at_ms: u64) -> Result<bool>;
+    /// Claims the (message, device) notification by storing its `pending` record. `false`
+    /// when a record exists already (claimed before, by anyone, in any state): do not send.
+    async fn claim_mobile(&self, record: &MobileRecord) -> Result<bool>;
+    /// Replaces the record of a claimed notification (its state after sending).
+    async fn update_mobile(&self, record: &MobileRecord) -> Result<()>;
 }
 
 /// A new message id: UUIDv7, so ids sort by acceptance time.

@@ -10,6 +10,8 @@
 //!   (status) and `(state, expires_at)` (expiry sweep). `state` is [`RecipientState::as_u8`].
 //! - `user_seq`: `{_id: user, seq}`: the highest seq handed out, bumped with
 //!   `findAndModify {$inc}` + upsert.
+//! - `devices` and `mobile`: users' mobile devices and per-(message, device) notification
+//!   records, see [`devices`].
 //!
 //! Times are Unix milliseconds (Int64); `purge_at` (a BSON date) is expiry + 24 h, the same
 //! retention as redb, and a TTL index on it deletes old messages and deliveries. Servers
@@ -38,11 +40,14 @@ use async_trait::async_trait;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Collection, IndexModel};
-use pushcluster_proto::api::{MessageStatus, NewMessage, RecipientState};
+use pushcluster_proto::api::{
+    Device, MessageStatus, MobileRecord, NewDevice, NewMessage, RecipientState,
+};
 use tokio::sync::Semaphore;
 
-use crate::{AckOutcome, Error, MessageStore, PendingPage, Result, Submitted};
+use crate::{AckOutcome, DeviceSaved, Error, MessageStore, PendingPage, Result, Submitted};
 
+mod devices;
 mod read;
 mod submit;
 mod update;
@@ -60,6 +65,8 @@ pub struct MongoStore {
     messages: Collection<Document>,
     deliveries: Collection<Document>,
     user_seq: Collection<Document>,
+    devices: Collection<Document>,
+    mobile: Collection<Document>,
     delivered_slots: Arc<Semaphore>,
 }
 
@@ -94,6 +101,8 @@ impl MongoStore {
             messages: db.collection("messages"),
             deliveries: db.collection("deliveries"),
             user_seq: db.collection("user_seq"),
+            devices: db.collection("devices"),
+            mobile: db.collection("mobile"),
             delivered_slots: Arc::new(Semaphore::new(MAX_BUFFERED_DELIVERED)),
         })
     }
@@ -121,7 +130,13 @@ impl MongoStore {
                 IndexOptions::default(),
             ))
             .await?;
-        for coll in [&self.messages, &self.deliveries] {
+        self.devices
+            .create_index(index(doc! {"user": 1}, IndexOptions::default()))
+            .await?;
+        self.mobile
+            .create_index(index(doc! {"msg": 1}, IndexOptions::default()))
+            .await?;
+        for coll in [&self.messages, &self.deliveries, &self.mobile] {
             let ttl = IndexOptions::builder().expire_after(Duration::ZERO).build();
             match coll.create_index(index(doc! {"purge_at": 1}, ttl)).await {
                 Ok(_) => {}
@@ -169,6 +184,30 @@ impl MessageStore for MongoStore {
 
     async fn expire(&self, now_ms: u64) -> Result<u64> {
         update::expire(self, now_ms).await
+    }
+
+    async fn put_device(&self, device: NewDevice) -> Result<DeviceSaved> {
+        devices::put(self, device).await
+    }
+
+    async fn delete_device(&self, token: &str) -> Result<bool> {
+        devices::delete(self, token).await
+    }
+
+    async fn devices(&self, user: &str) -> Result<Vec<Device>> {
+        devices::list(self, user).await
+    }
+
+    async fn mark_device_dead(&self, token: &str, at_ms: u64) -> Result<bool> {
+        devices::mark_dead(self, token, at_ms).await
+    }
+
+    async fn claim_mobile(&self, record: &MobileRecord) -> Result<bool> {
+        devices::claim(self, record).await
+    }
+
+    async fn update_mobile(&self, record: &MobileRecord) -> Result<()> {
+        devices::update(self, record).await
     }
 }
 

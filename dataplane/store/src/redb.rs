@@ -13,15 +13,21 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use async_trait::async_trait;
-use pushcluster_proto::api::{MessageStatus, NewMessage, RecipientState, RecipientStatus};
+use pushcluster_proto::api::{
+    Device, MessageStatus, Mobile, MobileRecord, NewDevice, NewMessage, Notification,
+    RecipientState, RecipientStatus,
+};
 use pushcluster_proto::delivery::now_ms;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use crate::{AckOutcome, Error, MessageStore, Pending, PendingPage, Result, Submitted};
+use crate::{
+    AckOutcome, DeviceSaved, Error, MessageStore, Pending, PendingPage, Result, Submitted,
+};
 
+mod devices;
 mod ops;
 
 /// id → [`Record`] as JSON.
@@ -41,6 +47,12 @@ const RECIPIENTS: TableDefinition<(&str, &str), (u64, u8)> = TableDefinition::ne
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 /// (purge_at_ms, id) for expired messages whose status is still kept.
 const PURGE: TableDefinition<(u64, &str), ()> = TableDefinition::new("purge");
+/// device token → [`Device`] as JSON.
+const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+/// (user, device token), to list a user's devices.
+const USER_DEVICES: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_devices");
+/// (message id, device token) → [`MobileRecord`] as JSON; purged with the message.
+const MOBILE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mobile");
 
 /// A stored message.
 #[derive(Serialize, Deserialize)]
@@ -51,6 +63,10 @@ struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     idempotency_key: Option<String>,
     to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notification: Option<Notification>,
+    #[serde(default)]
+    mobile: Mobile,
 }
 
 impl Record {
@@ -179,6 +195,9 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RECIPIENTS)?;
     txn.open_table(EXPIRY)?;
     txn.open_table(PURGE)?;
+    txn.open_table(DEVICES)?;
+    txn.open_table(USER_DEVICES)?;
+    txn.open_table(MOBILE)?;
     Ok(())
 }
 
@@ -245,11 +264,13 @@ impl MessageStore for RedbStore {
                     state: state.at(rec.expires_at_ms, now),
                 });
             }
+            let mobile = devices::mobile_records(txn, &id)?;
             Ok(Some(MessageStatus {
                 id,
                 created_at_ms: rec.created_at_ms,
                 expires_at_ms: rec.expires_at_ms,
                 recipients,
+                mobile,
             }))
         })
         .await
@@ -257,6 +278,41 @@ impl MessageStore for RedbStore {
 
     async fn expire(&self, now_ms: u64) -> Result<u64> {
         self.write(ops::Op::Expire { now_ms }, ops::Reply::Count)
+            .await
+    }
+
+    async fn put_device(&self, device: NewDevice) -> Result<DeviceSaved> {
+        self.write(ops::Op::PutDevice(device), ops::Reply::Device)
+            .await
+    }
+
+    async fn delete_device(&self, token: &str) -> Result<bool> {
+        let op = ops::Op::DeleteDevice {
+            token: token.to_owned(),
+        };
+        self.write(op, ops::Reply::Bool).await
+    }
+
+    async fn devices(&self, user: &str) -> Result<Vec<Device>> {
+        let user = user.to_owned();
+        self.read(move |txn| devices::list(txn, &user)).await
+    }
+
+    async fn mark_device_dead(&self, token: &str, at_ms: u64) -> Result<bool> {
+        let op = ops::Op::DeviceDead {
+            token: token.to_owned(),
+            at_ms,
+        };
+        self.write(op, ops::Reply::Bool).await
+    }
+
+    async fn claim_mobile(&self, record: &MobileRecord) -> Result<bool> {
+        self.write(ops::Op::ClaimMobile(record.clone()), ops::Reply::Bool)
+            .await
+    }
+
+    async fn update_mobile(&self, record: &MobileRecord) -> Result<()> {
+        self.write(ops::Op::UpdateMobile(record.clone()), ops::Reply::Unit)
             .await
     }
 }

@@ -16,12 +16,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Role, config_map, meta, role_labels, selector, stable_hash};
-use crate::crd::{PushCluster, Resources, SecretKeyRef};
+use crate::crd::{ApnsEnvironment, PushCluster, Resources, SecretKeyRef};
 
 /// Pod template annotation holding a hash of the shared settings: a change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "pushcluster.io/config-hash";
 /// Where the auth role's JWT key is mounted (re-read by pushd when the Secret changes).
 pub const JWT_DIR: &str = "/etc/pushcluster/jwt";
+/// Where dispatch pods see the APNs signing key (`key.p8`) when `spec.apns` is enabled.
+pub const APNS_DIR: &str = "/etc/pushcluster/apns";
 /// UID/GID of the non-root user in the image.
 pub const RUN_AS: i64 = 65532;
 /// Seconds the pod gets beyond pushd's own `--grace-period` before it is killed.
@@ -92,7 +94,10 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
             ));
             redis(&mut v);
         }
-        Role::Dispatch => redis(&mut v),
+        Role::Dispatch => {
+            redis(&mut v);
+            apns_env(pc, &mut v);
+        }
         Role::Collect => {
             v.push(env_from_secret(
                 "PUSHD_MONGODB_URI",
@@ -116,6 +121,74 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
         Role::Auth => v.push(env("PUSHD_JWT_SECRET_FILE", format!("{JWT_DIR}/key"))),
     }
     v
+}
+
+/// `spec.apns` as the dispatch role's `--apns-…` flags: the key comes from a Secret volume
+/// ([`APNS_DIR`]), the proxy credentials from the Secret's `username` and `password` keys.
+/// Mobile records live in MongoDB, so dispatch gets its URI too.
+fn apns_env(pc: &PushCluster, v: &mut Vec<EnvVar>) {
+    let Some(a) = pc.spec.apns.as_ref().filter(|a| a.enabled) else {
+        return;
+    };
+    v.push(env_from_secret(
+        "PUSHD_MONGODB_URI",
+        &pc.spec.mongo.uri_secret_ref,
+    ));
+    v.push(env("PUSHD_APNS_KEY_FILE", format!("{APNS_DIR}/key.p8")));
+    let endpoint = match a.environment {
+        ApnsEnvironment::Production => "production",
+        ApnsEnvironment::Sandbox => "sandbox",
+    };
+    v.push(env("PUSHD_APNS_ENDPOINT", endpoint));
+    for (name, value) in [
+        ("PUSHD_APNS_KEY_ID", &a.key_id),
+        ("PUSHD_APNS_TEAM_ID", &a.team_id),
+        ("PUSHD_APNS_TOPIC", &a.topic),
+    ] {
+        if let Some(value) = value {
+            v.push(env(name, value.clone()));
+        }
+    }
+    if let Some(proxy) = &a.proxy {
+        v.push(env("PUSHD_APNS_PROXY", proxy.url.clone()));
+        if let Some(creds) = &proxy.credentials_secret_ref {
+            for (name, key) in [
+                ("APNS_PROXY_USERNAME", "username"),
+                ("APNS_PROXY_PASSWORD", "password"),
+            ] {
+                v.push(env_from_secret(
+                    name,
+                    &SecretKeyRef {
+                        name: creds.name.clone(),
+                        key: key.into(),
+                    },
+                ));
+            }
+            // Kubernetes expands `$(VAR)` from the variables defined above.
+            v.push(env(
+                "PUSHD_APNS_PROXY_CREDENTIALS",
+                "$(APNS_PROXY_USERNAME):$(APNS_PROXY_PASSWORD)",
+            ));
+        }
+    }
+}
+
+/// The Secret volume (name, mount path, Secret, key → file) a role's container needs.
+fn secret_volume(
+    pc: &PushCluster,
+    role: Role,
+) -> Option<(&'static str, &'static str, SecretKeyRef, &'static str)> {
+    match role {
+        Role::Auth => Some(("jwt", JWT_DIR, pc.spec.auth.jwt_secret_ref.clone(), "key")),
+        Role::Dispatch => pc
+            .spec
+            .apns
+            .as_ref()
+            .filter(|a| a.enabled)
+            .and_then(|a| a.key_secret_ref.clone())
+            .map(|key| ("apns", APNS_DIR, key, "key.p8")),
+        _ => None,
+    }
 }
 
 /// pushd's `--grace-period` of a role: the push drain, else pushd's default.
@@ -160,10 +233,10 @@ fn role_settings(pc: &PushCluster, role: Role) -> (Option<&str>, Option<&Resourc
 
 fn container(pc: &PushCluster, role: Role, default_image: &str) -> Container {
     let (image, res) = role_settings(pc, role);
-    let mounts = (role == Role::Auth).then(|| {
+    let mounts = secret_volume(pc, role).map(|(name, dir, _, _)| {
         vec![VolumeMount {
-            name: "jwt".into(),
-            mount_path: JWT_DIR.into(),
+            name: name.into(),
+            mount_path: dir.into(),
             read_only: Some(true),
             ..VolumeMount::default()
         }]
@@ -225,14 +298,14 @@ pub fn config_hash(pc: &PushCluster) -> String {
 /// The Deployment of `role`.
 pub fn build(pc: &PushCluster, role: Role, default_image: &str) -> Deployment {
     let labels = role_labels(pc, role);
-    let volumes = (role == Role::Auth).then(|| {
+    let volumes = secret_volume(pc, role).map(|(name, _, secret, file)| {
         vec![Volume {
-            name: "jwt".into(),
+            name: name.into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(pc.spec.auth.jwt_secret_ref.name.clone()),
+                secret_name: Some(secret.name),
                 items: Some(vec![KeyToPath {
-                    key: pc.spec.auth.jwt_secret_ref.key.clone(),
-                    path: "key".into(),
+                    key: secret.key,
+                    path: file.into(),
                     mode: None,
                 }]),
                 ..SecretVolumeSource::default()

@@ -238,6 +238,7 @@ fn env_vars_are_flags_of_pushd_roles() {
     s.collect.max_payload_bytes = Some(1000);
     s.collect.max_recipients = Some(10);
     s.collect.default_ttl_seconds = Some(60);
+    s.apns = Some(apns_spec());
     let pc = with_spec(s);
     let cli = pushd::cli::Cli::command();
     let shared: BTreeSet<String> = config_map::data(&pc).into_keys().collect();
@@ -254,6 +255,8 @@ fn env_vars_are_flags_of_pushd_roles() {
         let own: BTreeSet<String> = env_of(&deployment::build(&pc, role, IMAGE))
             .into_iter()
             .map(|e| e.name)
+            // Variables that only feed `$(VAR)` expansion of a PUSHD_ one.
+            .filter(|name| name.starts_with("PUSHD_"))
             .collect();
         for name in &own {
             assert!(
@@ -276,4 +279,71 @@ fn env_vars_are_flags_of_pushd_roles() {
     }
     let unused: Vec<_> = shared.difference(&used_shared).collect();
     assert!(unused.is_empty(), "no role reads {unused:?}");
+}
+
+fn apns_spec() -> crate::crd::ApnsSpec {
+    serde_json::from_value(serde_json::json!({
+        "enabled": true,
+        "environment": "sandbox",
+        "topic": "com.example.app",
+        "teamId": "TEAM123456",
+        "keyId": "KEY1234567",
+        "keySecretRef": {"name": "apns", "key": "AuthKey.p8"},
+        "proxy": {"url": "http://proxy.us-west:3128", "credentialsSecretRef": {"name": "apns-proxy"}},
+    }))
+    .expect("apns spec")
+}
+
+#[test]
+fn apns_settings_become_dispatch_flags_with_secrets_mounted() {
+    let mut s = spec();
+    s.apns = Some(apns_spec());
+    let pc = with_spec(s);
+    let d = deployment::build(&pc, Role::Dispatch, IMAGE);
+    let env = env_of(&d);
+    let value = |name: &str| env_value(&env, name).and_then(|e| e.value.clone());
+    assert_eq!(value("PUSHD_APNS_ENDPOINT").as_deref(), Some("sandbox"));
+    assert_eq!(
+        value("PUSHD_APNS_TOPIC").as_deref(),
+        Some("com.example.app")
+    );
+    assert_eq!(value("PUSHD_APNS_TEAM_ID").as_deref(), Some("TEAM123456"));
+    assert_eq!(value("PUSHD_APNS_KEY_ID").as_deref(), Some("KEY1234567"));
+    assert_eq!(
+        value("PUSHD_APNS_KEY_FILE").as_deref(),
+        Some("/etc/pushcluster/apns/key.p8")
+    );
+    assert_eq!(
+        value("PUSHD_APNS_PROXY").as_deref(),
+        Some("http://proxy.us-west:3128")
+    );
+    let user = env_value(&env, "APNS_PROXY_USERNAME").unwrap();
+    let secret = user
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("apns-proxy", "username")
+    );
+    assert_eq!(
+        value("PUSHD_APNS_PROXY_CREDENTIALS").as_deref(),
+        Some("$(APNS_PROXY_USERNAME):$(APNS_PROXY_PASSWORD)")
+    );
+    assert!(env_value(&env, "PUSHD_MONGODB_URI").is_some());
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let vol = &pod.volumes.unwrap()[0];
+    let src = vol.secret.as_ref().unwrap();
+    assert_eq!(src.secret_name.as_deref(), Some("apns"));
+    assert_eq!(src.items.as_ref().unwrap()[0].key, "AuthKey.p8");
+    assert_eq!(
+        pod.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path,
+        "/etc/pushcluster/apns"
+    );
+    // Other roles get nothing of it.
+    let push = env_of(&deployment::build(&pc, Role::Push, IMAGE));
+    assert!(push.iter().all(|e| !e.name.starts_with("PUSHD_APNS")));
 }

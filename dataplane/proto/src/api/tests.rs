@@ -87,3 +87,88 @@ fn status_only_moves_forward() {
     }
     assert_eq!(RecipientState::from_u8(9), None);
 }
+
+#[test]
+fn notification_and_mobile_are_optional_and_validated() {
+    let m = parse(r#"{"to":["a"],"payload":1}"#).unwrap();
+    assert_eq!((m.notification, m.mobile), (None, Mobile::Offline));
+    let m = parse(
+        r#"{"to":["a"],"payload":1,"mobile":"always",
+            "notification":{"title":"T","body":"B","badge":3,"sound":"default",
+                            "collapse_id":"c1","data":{"k":1}}}"#,
+    )
+    .unwrap();
+    assert_eq!(m.mobile, Mobile::Always);
+    let n = m.notification.unwrap();
+    assert_eq!(
+        (
+            n.title.as_deref(),
+            n.body.as_deref(),
+            n.badge,
+            n.sound.as_deref()
+        ),
+        (Some("T"), Some("B"), Some(3), Some("default"))
+    );
+    assert_eq!(n.collapse_id.as_deref(), Some("c1"));
+    assert_eq!(n.data, Some(serde_json::json!({"k":1})));
+    assert_eq!(
+        parse(r#"{"to":["a"],"payload":1,"mobile":"never"}"#)
+            .unwrap()
+            .mobile,
+        Mobile::Never
+    );
+
+    let long = "x".repeat(65);
+    let cases = [
+        (
+            r#"{"to":["a"],"payload":1,"mobile":"sometimes"}"#.to_string(),
+            "mobile",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"mobile":1}"#.to_string(),
+            "mobile",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"mobile":"always"}"#.to_string(),
+            "mobile",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"notification":"hi"}"#.to_string(),
+            "notification",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"notification":{}}"#.to_string(),
+            "notification",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"notification":{"title":3}}"#.to_string(),
+            "notification",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"notification":{"title":""}}"#.to_string(),
+            "notification",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"notification":{"badge":-1}}"#.to_string(),
+            "notification",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"notification":{"badge":"1"}}"#.to_string(),
+            "notification",
+        ),
+        (
+            r#"{"to":["a"],"payload":1,"notification":{"titel":"x"}}"#.to_string(),
+            "notification",
+        ),
+        (
+            format!(
+                r#"{{"to":["a"],"payload":1,"notification":{{"body":"b","collapse_id":"{long}"}}}}"#
+            ),
+            "notification",
+        ),
+    ];
+    for (body, field) in cases {
+        let err = parse(&body).expect_err(&body);
+        assert_eq!((err.status, err.field), (400, Some(field)), "{body}: {err}");
+    }
+}

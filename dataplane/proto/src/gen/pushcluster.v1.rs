@@ -70,6 +70,12 @@ pub struct DispatchRequest {
     pub expires_at_ms: u64,
     #[prost(message, repeated, tag = "5")]
     pub recipients: ::prost::alloc::vec::Vec<Recipient>,
+    /// What a phone shows (JSON of the message's `notification`); empty: no mobile push.
+    #[prost(string, tag = "6")]
+    pub notification: ::prost::alloc::string::String,
+    /// When to send to mobile devices: "offline" (also when empty), "always" or "never".
+    #[prost(string, tag = "7")]
+    pub mobile: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -80,6 +86,9 @@ pub struct DispatchResponse {
     pub offline: u32,
     #[prost(uint32, tag = "3")]
     pub failed: u32,
+    /// Recipients whose mobile devices were handed the message.
+    #[prost(uint32, tag = "4")]
+    pub mobile: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -94,6 +103,12 @@ pub struct SubmitRequest {
     pub ttl_secs: u64,
     #[prost(string, tag = "4")]
     pub idempotency_key: ::prost::alloc::string::String,
+    /// The message's `notification` as JSON text (see the HTTP API); empty: none.
+    #[prost(string, tag = "5")]
+    pub notification: ::prost::alloc::string::String,
+    /// "offline", "always" or "never"; empty: offline.
+    #[prost(string, tag = "6")]
+    pub mobile: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

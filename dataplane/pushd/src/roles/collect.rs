@@ -49,24 +49,7 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let ops = Ops::new(registry);
-    // Start even while MongoDB is down (503s until it answers); indexes are ensured in the
-    // background.
-    let (uri, db) = (
-        args.mongo.mongodb_uri.clone(),
-        args.mongo.mongodb_database.clone(),
-    );
-    let store = Arc::new(MongoStore::connect_lazy(&uri, &db).await?);
-    tokio::spawn(async move {
-        let mut delay = Duration::from_millis(500);
-        loop {
-            match MongoStore::connect(&uri, &db).await {
-                Ok(_) => return tracing::info!("MongoDB indexes ready"),
-                Err(e) => tracing::warn!(error = %e, "MongoDB not ready; retrying"),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
-    });
+    let store = mongo_store(&args.mongo).await?;
     let collect = Arc::new(Collect {
         store: store.clone(),
         handoff: Arc::new(RemoteDispatch::new(&args.dispatch_addr).map_err(anyhow::Error::msg)?),
@@ -106,6 +89,25 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
     .await;
     sweeper.abort();
     r
+}
+
+/// The MongoDB store, usable even while MongoDB is down (503s until it answers); indexes are
+/// ensured in the background.
+pub(crate) async fn mongo_store(args: &MongoArgs) -> anyhow::Result<Arc<MongoStore>> {
+    let (uri, db) = (args.mongodb_uri.clone(), args.mongodb_database.clone());
+    let store = Arc::new(MongoStore::connect_lazy(&uri, &db).await?);
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match MongoStore::connect(&uri, &db).await {
+                Ok(_) => return tracing::info!("MongoDB indexes ready"),
+                Err(e) => tracing::warn!(error = %e, "MongoDB not ready; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    });
+    Ok(store)
 }
 
 fn handler(ops: Arc<Ops>, collect: Arc<Collect>) -> Handler {

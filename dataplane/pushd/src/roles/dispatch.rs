@@ -1,4 +1,6 @@
 //! `pushd dispatch`: stateless; looks users up in Redis and streams deliveries to push nodes.
+//! With `--apns-key-file` it also sends notifications to offline users' iOS devices, reading
+//! devices and writing per-device records in MongoDB.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -6,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
-use pushcluster_config::{LogArgs, RedisArgs, ShutdownArgs};
+use pushcluster_config::{LogArgs, MongoArgs, RedisArgs, ShutdownArgs};
 use pushcluster_dispatch::Dispatcher;
 use pushcluster_dispatch::service::DispatchService;
 use pushcluster_dispatch::transport::addressing::{Addressing, DEFAULT_TEMPLATE, NodeResolver};
@@ -39,6 +41,11 @@ pub struct DispatchArgs {
     pub dns_server: Option<SocketAddr>,
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// Devices and mobile records (used only with APNs).
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub apns: pushcluster_apns::ApnsArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -46,6 +53,8 @@ pub struct DispatchArgs {
 }
 
 pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // Validate before connecting anywhere.
+    let apns = crate::mobile::apns_config(&args.apns)?;
     let routes = super::push::connect_routes(&args.redis).await?;
     let resolver = NodeResolver::new(args.dns_server).map_err(anyhow::Error::msg)?;
     let transport = GrpcTransport::new(
@@ -59,7 +68,13 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     );
     let mut registry = Registry::default();
     let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
-    let dispatcher = Dispatcher::new(Arc::new(routes), transport).with_metrics(metrics);
+    let mut dispatcher = Dispatcher::new(Arc::new(routes), transport).with_metrics(metrics);
+    if apns.is_some() {
+        let store = super::collect::mongo_store(&args.mongo).await?;
+        if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
+            dispatcher = dispatcher.with_mobile(mobile);
+        }
+    }
     let ops = Ops::new(registry);
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();

@@ -18,6 +18,8 @@ pub struct Options {
     pub redis_cluster: bool,
     pub template: String,
     pub dns: Option<SocketAddr>,
+    /// Extra flags for every dispatch replica (e.g. `--apns-…`).
+    pub dispatch_args: Vec<String>,
 }
 
 impl Cluster {
@@ -46,6 +48,7 @@ impl Cluster {
                 args.push(format!("--dns-server={dns}"));
             }
             args.extend(redis.clone());
+            args.extend(o.dispatch_args.iter().cloned());
             dispatch.push(Role::spawn("dispatch", &args).await);
         }
         let dispatch_addrs: Vec<String> = dispatch
@@ -96,5 +99,6 @@ pub fn local(redis_url: String) -> Options {
         redis_cluster: false,
         template: "{ip}:{port}".into(),
         dns: None,
+        dispatch_args: Vec::new(),
     }
 }

@@ -155,5 +155,6 @@ pub(super) async fn status(s: &MongoStore, id: &str) -> Result<Option<MessageSta
         created_at_ms: get_u64(&m, "created_at")?,
         expires_at_ms,
         recipients,
+        mobile: super::devices::records(s, id).await?,
     }))
 }

@@ -44,6 +44,11 @@ pub(super) async fn submit(s: &MongoStore, msg: NewMessage) -> Result<Submitted>
     if let Some(key) = &msg.idempotency_key {
         message.insert("idempotency_key", key);
     }
+    if let Some(n) = &msg.notification {
+        let json = serde_json::to_string(n).map_err(|e| Error::Backend(Box::new(e)))?;
+        message.insert("notification", json);
+    }
+    message.insert("mobile", msg.mobile.as_str());
     // The message first: with a key, this insert is the atomic claim of the key.
     match s.messages.insert_one(message).await {
         Ok(_) => {}
@@ -60,6 +65,8 @@ pub(super) async fn submit(s: &MongoStore, msg: NewMessage) -> Result<Submitted>
         created_at_ms,
         expires_at_ms,
         recipients: to.into_iter().zip(seqs).collect(),
+        notification: msg.notification.map(Arc::new),
+        mobile: msg.mobile,
     }))
 }
 

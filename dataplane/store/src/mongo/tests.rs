@@ -280,3 +280,13 @@ async fn unreachable_mongodb_fails_fast() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn devices_and_mobile_records() {
+    let Some(m) = Mongo::start().await else {
+        return;
+    };
+    let s = store(&m).await;
+    conformance::devices(&s).await;
+    conformance::mobile_records(&s, RETENTION_MS).await;
+}

@@ -70,6 +70,7 @@ pub(super) async fn expire(s: &MongoStore, now_ms: u64) -> Result<u64> {
         .delete_many(due.clone())
         .await
         .map_err(backend)?;
+    s.mobile.delete_many(due.clone()).await.map_err(backend)?;
     s.messages.delete_many(due).await.map_err(backend)?;
     Ok(r.modified_count)
 }

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use pushcluster_proto::api::{NewMessage, RecipientState};
+use pushcluster_proto::api::{MobileRecord, NewDevice, NewMessage, RecipientState};
 use pushcluster_proto::delivery::now_ms;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::{EXPIRY, HISTORY, IDEMPOTENCY, INBOX, MESSAGES, PURGE, RECIPIENTS, Record, USER_SEQ};
-use crate::{AckOutcome, Error, Result, StoredMessage, Submitted, new_message_id};
+use super::{
+    EXPIRY, HISTORY, IDEMPOTENCY, INBOX, MESSAGES, PURGE, RECIPIENTS, Record, USER_SEQ, devices,
+};
+use crate::{AckOutcome, DeviceSaved, Error, Result, StoredMessage, Submitted, new_message_id};
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
@@ -19,6 +21,11 @@ pub(super) enum Op {
     Delivered { id: String, user: String },
     Ack { id: String, user: String },
     Expire { now_ms: u64 },
+    PutDevice(NewDevice),
+    DeleteDevice { token: String },
+    DeviceDead { token: String, at_ms: u64 },
+    ClaimMobile(MobileRecord),
+    UpdateMobile(MobileRecord),
 }
 
 pub(super) enum Reply {
@@ -26,6 +33,8 @@ pub(super) enum Reply {
     Ack(oneshot::Sender<Result<AckOutcome>>),
     Count(oneshot::Sender<Result<u64>>),
     Unit(oneshot::Sender<Result<()>>),
+    Device(oneshot::Sender<Result<DeviceSaved>>),
+    Bool(oneshot::Sender<Result<bool>>),
 }
 
 pub(super) struct Job {
@@ -38,6 +47,8 @@ enum Done {
     Ack(AckOutcome),
     Count(u64),
     Unit,
+    Device(DeviceSaved),
+    Bool(bool),
 }
 
 impl Reply {
@@ -48,10 +59,14 @@ impl Reply {
             (Reply::Ack(tx), Ok(Done::Ack(a))) => drop(tx.send(Ok(a))),
             (Reply::Count(tx), Ok(Done::Count(n))) => drop(tx.send(Ok(n))),
             (Reply::Unit(tx), Ok(Done::Unit)) => drop(tx.send(Ok(()))),
+            (Reply::Device(tx), Ok(Done::Device(d))) => drop(tx.send(Ok(d))),
+            (Reply::Bool(tx), Ok(Done::Bool(b))) => drop(tx.send(Ok(b))),
             (Reply::Submit(tx), Err(e)) => drop(tx.send(Err(e))),
             (Reply::Ack(tx), Err(e)) => drop(tx.send(Err(e))),
             (Reply::Count(tx), Err(e)) => drop(tx.send(Err(e))),
             (Reply::Unit(tx), Err(e)) => drop(tx.send(Err(e))),
+            (Reply::Device(tx), Err(e)) => drop(tx.send(Err(e))),
+            (Reply::Bool(tx), Err(e)) => drop(tx.send(Err(e))),
             _ => unreachable!("reply kind always matches its operation"),
         }
     }
@@ -95,6 +110,13 @@ fn apply_batch(db: &Database, jobs: &mut [Job], retention_ms: u64) -> Result<Vec
             Op::Delivered { id, user } => delivered(&txn, id, user).map(|_| Done::Unit),
             Op::Ack { id, user } => ack(&txn, id, user).map(Done::Ack),
             Op::Expire { now_ms } => expire(&txn, *now_ms, retention_ms).map(Done::Count),
+            Op::PutDevice(d) => devices::put(&txn, d).map(Done::Device),
+            Op::DeleteDevice { token } => devices::delete(&txn, token).map(Done::Bool),
+            Op::DeviceDead { token, at_ms } => {
+                devices::mark_dead(&txn, token, *at_ms).map(Done::Bool)
+            }
+            Op::ClaimMobile(r) => devices::claim_mobile(&txn, r).map(Done::Bool),
+            Op::UpdateMobile(r) => devices::update_mobile(&txn, r).map(|_| Done::Unit),
         };
         // A backend error poisons the transaction: abort everything.
         if let Err(e @ Error::Backend(_)) = r {
@@ -123,6 +145,7 @@ fn submit(txn: &WriteTransaction, msg: &mut NewMessage) -> Result<Submitted> {
         serde_json::value::RawValue::NULL.to_owned(),
     );
     let to = std::mem::take(&mut msg.to);
+    let notification = msg.notification.take();
 
     let mut seqs = txn.open_table(USER_SEQ).map_err(Error::backend)?;
     let mut inbox = txn.open_table(INBOX).map_err(Error::backend)?;
@@ -157,6 +180,8 @@ fn submit(txn: &WriteTransaction, msg: &mut NewMessage) -> Result<Submitted> {
         payload,
         idempotency_key: msg.idempotency_key.clone(),
         to,
+        notification,
+        mobile: msg.mobile,
     };
     let bytes = serde_json::to_vec(&record).map_err(Error::backend)?;
     txn.open_table(MESSAGES)
@@ -177,6 +202,8 @@ fn submit(txn: &WriteTransaction, msg: &mut NewMessage) -> Result<Submitted> {
         created_at_ms,
         expires_at_ms,
         recipients,
+        notification: record.notification.map(Arc::new),
+        mobile: record.mobile,
     }))
 }
 
@@ -319,6 +346,7 @@ fn purge(txn: &WriteTransaction, now_ms: u64, max: usize) -> Result<()> {
             if let Some(key) = &rec.idempotency_key {
                 idem.remove(key.as_str()).map_err(Error::backend)?;
             }
+            devices::purge_mobile(txn, id)?;
         }
         purge.remove((*at, id.as_str())).map_err(Error::backend)?;
     }

@@ -62,3 +62,11 @@ async fn survives_reopen() {
     let next = new_id(&store.submit(msg(&["u1"], "2", None, 60)).await.unwrap());
     assert_eq!(next.recipients[0].1, 2);
 }
+
+#[tokio::test]
+async fn devices_and_mobile_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    conformance::devices(&store).await;
+    conformance::mobile_records(&store, DEFAULT_RETENTION_MS).await;
+}
