@@ -82,6 +82,14 @@ pub fn mobile_push(
     Ok(Some(MobilePush::new(store, apns, concurrency)))
 }
 
+/// How often dispatch looks for notifications left pending by an unreachable APNs or proxy.
+const RETRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sends again, in the background until shutdown, what APNs or the proxy could not take.
+pub fn spawn_retries(mobile: MobilePush, shutdown: pushcluster_server::Shutdown) {
+    tokio::spawn(async move { mobile.sweep_every(RETRY_SWEEP, shutdown.wait()).await });
+}
+
 /// [`MobileSender`] on APNs.
 pub struct ApnsMobile {
     sender: ApnsSender,

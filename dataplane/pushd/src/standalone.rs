@@ -101,6 +101,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     ));
     let mut dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }))
         .with_metrics(metrics.clone());
+    let retries = mobile.clone();
     if let Some(mobile) = mobile {
         dispatcher = dispatcher.with_mobile(mobile);
     }
@@ -124,6 +125,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         .with_context(|| format!("failed to listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = Shutdown::default();
+    if let Some(mobile) = retries {
+        crate::mobile::spawn_retries(mobile, shutdown.clone());
+    }
     let sweeper = tokio::spawn(sweep(
         store.clone(),
         metrics.clone(),

@@ -321,3 +321,58 @@ pub async fn mobile_records(store: &dyn MessageStore, retention_ms: u64) {
     assert!(store.status(&m.id).await.unwrap().is_none());
     assert!(store.claim_mobile(&record(&m.id, "mu", &t1)).await.unwrap());
 }
+
+/// Retryable mobile records: only `pending` ones with a reason (not delivered), older than
+/// the cut-off, listed with their notification; a retake succeeds once.
+pub async fn retryable_mobile(store: &dyn MessageStore) {
+    let body = serde_json::json!({
+        "to": ["ru"], "payload": 1, "mobile": "always", "notification": {"title": "R"},
+    });
+    let new = parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap();
+    let m = stored(&store.submit(new).await.unwrap());
+    let (t1, t2, t3) = ("a1".repeat(32), "b2".repeat(32), "c3".repeat(32));
+    // t1: the proxy was down (reason set). t2: claimed, sender died (no reason). t3: accepted.
+    let mut r1 = record(&m.id, "ru", &t1);
+    let r2 = record(&m.id, "ru", &t2);
+    let mut r3 = record(&m.id, "ru", &t3);
+    for r in [&r1, &r2, &r3] {
+        assert!(store.claim_mobile(r).await.unwrap());
+    }
+    r1.reason = Some("proxy_error: unreachable".into());
+    r1.attempts = 1;
+    store.update_mobile(&r1).await.unwrap();
+    r3.state = MobileState::Accepted;
+    r3.reason = Some("ok".into());
+    store.update_mobile(&r3).await.unwrap();
+
+    assert!(
+        store
+            .retryable_mobile(r1.updated_at_ms, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before the cut-off"
+    );
+    let due = store
+        .retryable_mobile(r1.updated_at_ms + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].record.token, t1);
+    assert_eq!(due[0].record.attempts, 1);
+    assert_eq!(due[0].notification.title.as_deref(), Some("R"));
+    assert_eq!(due[0].expires_at_ms, m.expires_at_ms);
+    let later = r1.updated_at_ms + 10;
+    assert!(store.retake_mobile(&due[0].record, later).await.unwrap());
+    assert!(
+        !store
+            .retake_mobile(&due[0].record, later + 1)
+            .await
+            .unwrap(),
+        "taken once only"
+    );
+    assert!(
+        store.retryable_mobile(later, 10).await.unwrap().is_empty(),
+        "the retake moved it past the cut-off"
+    );
+}

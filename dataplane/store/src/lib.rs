@@ -167,6 +167,22 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn claim_mobile(&self, record: &MobileRecord) -> Result<bool>;
     /// Replaces the record of a claimed notification (its state after sending).
     async fn update_mobile(&self, record: &MobileRecord) -> Result<()>;
+    /// Up to `limit` notifications left `pending` with a `reason` — the vendor or the proxy
+    /// was not reached, so nothing was delivered — and last updated before `before_ms`, with
+    /// what to send. A `pending` record without a reason (claimed, then the sender died) is
+    /// not listed: it may have been written to APNs, and resending could duplicate it.
+    async fn retryable_mobile(&self, before_ms: u64, limit: usize) -> Result<Vec<RetryMobile>>;
+    /// Takes a listed notification for another round: `true` for one caller only (its
+    /// `updated_at_ms` still matches and it is still `pending`), which moves it to `now_ms`.
+    async fn retake_mobile(&self, record: &MobileRecord, now_ms: u64) -> Result<bool>;
+}
+
+/// A mobile notification to send again (see [`MessageStore::retryable_mobile`]).
+#[derive(Debug, Clone)]
+pub struct RetryMobile {
+    pub record: MobileRecord,
+    pub notification: Arc<Notification>,
+    pub expires_at_ms: u64,
 }
 
 /// A new message id: UUIDv7, so ids sort by acceptance time.

@@ -45,7 +45,9 @@ use pushcluster_proto::api::{
 };
 use tokio::sync::Semaphore;
 
-use crate::{AckOutcome, DeviceSaved, Error, MessageStore, PendingPage, Result, Submitted};
+use crate::{
+    AckOutcome, DeviceSaved, Error, MessageStore, PendingPage, Result, RetryMobile, Submitted,
+};
 
 mod devices;
 mod read;
@@ -208,6 +210,14 @@ impl MessageStore for MongoStore {
 
     async fn update_mobile(&self, record: &MobileRecord) -> Result<()> {
         devices::update(self, record).await
+    }
+
+    async fn retryable_mobile(&self, before_ms: u64, limit: usize) -> Result<Vec<RetryMobile>> {
+        devices::retryable(self, before_ms, limit).await
+    }
+
+    async fn retake_mobile(&self, record: &MobileRecord, now_ms: u64) -> Result<bool> {
+        devices::retake(self, record, now_ms).await
     }
 }
 

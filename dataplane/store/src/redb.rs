@@ -24,7 +24,8 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::{
-    AckOutcome, DeviceSaved, Error, MessageStore, Pending, PendingPage, Result, Submitted,
+    AckOutcome, DeviceSaved, Error, MessageStore, Pending, PendingPage, Result, RetryMobile,
+    Submitted,
 };
 
 mod devices;
@@ -314,6 +315,16 @@ impl MessageStore for RedbStore {
     async fn update_mobile(&self, record: &MobileRecord) -> Result<()> {
         self.write(ops::Op::UpdateMobile(record.clone()), ops::Reply::Unit)
             .await
+    }
+
+    async fn retryable_mobile(&self, before_ms: u64, limit: usize) -> Result<Vec<RetryMobile>> {
+        self.read(move |txn| devices::retryable_mobile(txn, before_ms, limit))
+            .await
+    }
+
+    async fn retake_mobile(&self, record: &MobileRecord, now_ms: u64) -> Result<bool> {
+        let op = ops::Op::RetakeMobile(record.clone(), now_ms);
+        self.write(op, ops::Reply::Bool).await
     }
 }
 

@@ -69,15 +69,20 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let mut registry = Registry::default();
     let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
     let mut dispatcher = Dispatcher::new(Arc::new(routes), transport).with_metrics(metrics);
+    let mut retries = None;
     if apns.is_some() {
         let store = super::collect::mongo_store(&args.mongo).await?;
         if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
+            retries = Some(mobile.clone());
             dispatcher = dispatcher.with_mobile(mobile);
         }
     }
     let ops = Ops::new(registry);
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();
+    if let Some(mobile) = retries {
+        crate::mobile::spawn_retries(mobile, shutdown.clone());
+    }
     let grpc = super::serve_grpc(
         tonic::service::Routes::new(DispatchServer::new(DispatchService { dispatcher })),
         bound.grpc,

@@ -7,13 +7,17 @@
 //!   purged with the message (TTL index on `purge_at`, or the expiry sweep). The insert of
 //!   the `pending` record is the claim: a duplicate key means someone sent it already.
 
+use std::sync::Arc;
+
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
-use pushcluster_proto::api::{Device, MobileRecord, MobileState, NewDevice, Platform};
+use pushcluster_proto::api::{
+    Device, MobileRecord, MobileState, NewDevice, Notification, Platform,
+};
 use pushcluster_proto::delivery::now_ms;
 
 use super::{MongoStore, backend, get_str, get_u64, is_duplicate_key, ms};
-use crate::{DeviceSaved, Error, Result};
+use crate::{DeviceSaved, Error, Result, RetryMobile};
 
 fn platform(d: &Document) -> Result<Platform> {
     let p = get_str(d, "platform")?;
@@ -238,19 +242,88 @@ pub(super) async fn records(s: &MongoStore, id: &str) -> Result<Vec<MobileRecord
     let mut out = Vec::new();
     while cursor.advance().await.map_err(backend)? {
         let d = cursor.deserialize_current().map_err(backend)?;
-        let attempts = get_u64(&d, "attempts")?;
-        out.push(MobileRecord {
-            message: id.to_owned(),
-            user: get_str(&d, "user")?.to_owned(),
-            platform: platform(&d)?,
-            token: get_str(&d, "token")?.to_owned(),
-            state: parse_state(&d)?,
-            reason: opt_str(&d, "reason"),
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            apns_id: opt_str(&d, "apns_id"),
-            created_at_ms: get_u64(&d, "created_at")?,
-            updated_at_ms: get_u64(&d, "updated_at")?,
+        out.push(record_from(&d, id)?);
+    }
+    Ok(out)
+}
+
+fn record_from(d: &Document, id: &str) -> Result<MobileRecord> {
+    let attempts = get_u64(d, "attempts")?;
+    Ok(MobileRecord {
+        message: id.to_owned(),
+        user: get_str(d, "user")?.to_owned(),
+        platform: platform(d)?,
+        token: get_str(d, "token")?.to_owned(),
+        state: parse_state(d)?,
+        reason: opt_str(d, "reason"),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        apns_id: opt_str(d, "apns_id"),
+        created_at_ms: get_u64(d, "created_at")?,
+        updated_at_ms: get_u64(d, "updated_at")?,
+    })
+}
+
+/// Pending records with a reason, older than `before_ms`, with their message's notification.
+pub(super) async fn retryable(
+    s: &MongoStore,
+    before_ms: u64,
+    limit: usize,
+) -> Result<Vec<RetryMobile>> {
+    let mut cursor = s
+        .mobile
+        .find(doc! {
+            "state": state_str(MobileState::Pending),
+            "reason": {"$exists": true},
+            "updated_at": {"$lt": ms(before_ms)},
+        })
+        .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+        .await
+        .map_err(backend)?;
+    let mut records = Vec::new();
+    while cursor.advance().await.map_err(backend)? {
+        let d = cursor.deserialize_current().map_err(backend)?;
+        let id = get_str(&d, "msg")?.to_owned();
+        records.push(record_from(&d, &id)?);
+    }
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let Some(m) = s
+            .messages
+            .find_one(doc! {"_id": &record.message})
+            .projection(doc! {"notification": 1, "expires_at": 1})
+            .await
+            .map_err(backend)?
+        else {
+            continue; // purged
+        };
+        let Some(json) = opt_str(&m, "notification") else {
+            continue;
+        };
+        let notification: Notification = serde_json::from_str(&json).map_err(|e| {
+            Error::Corrupt(format!("notification of message {}: {e}", record.message))
+        })?;
+        out.push(RetryMobile {
+            record,
+            notification: Arc::new(notification),
+            expires_at_ms: get_u64(&m, "expires_at")?,
         });
     }
     Ok(out)
+}
+
+/// Compare-and-set on `updated_at`: one taker per listed record.
+pub(super) async fn retake(s: &MongoStore, r: &MobileRecord, now: u64) -> Result<bool> {
+    let res = s
+        .mobile
+        .update_one(
+            doc! {
+                "_id": record_id(r),
+                "state": state_str(MobileState::Pending),
+                "updated_at": ms(r.updated_at_ms),
+            },
+            doc! {"$set": {"updated_at": ms(now)}},
+        )
+        .await
+        .map_err(backend)?;
+    Ok(res.matched_count == 1)
 }

@@ -289,4 +289,5 @@ async fn devices_and_mobile_records() {
     let s = store(&m).await;
     conformance::devices(&s).await;
     conformance::mobile_records(&s, RETENTION_MS).await;
+    conformance::retryable_mobile(&s).await;
 }

@@ -1,11 +1,13 @@
 //! Devices and mobile records in redb: writes (run by the writer thread) and reads.
 
-use pushcluster_proto::api::{Device, MobileRecord, NewDevice};
+use std::sync::Arc;
+
+use pushcluster_proto::api::{Device, MobileRecord, MobileState, NewDevice};
 use pushcluster_proto::delivery::now_ms;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
-use super::{DEVICES, MOBILE, USER_DEVICES};
-use crate::{DeviceSaved, Error, Result};
+use super::{DEVICES, MESSAGES, MOBILE, Record, USER_DEVICES};
+use crate::{DeviceSaved, Error, Result, RetryMobile};
 
 fn decode_device(token: &str, bytes: &[u8]) -> Result<Device> {
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("device {token}: {e}")))
@@ -155,4 +157,64 @@ pub(super) fn mobile_records(txn: &ReadTransaction, id: &str) -> Result<Vec<Mobi
         out.push(decode_record(id, k.value().1, v.value())?);
     }
     Ok(out)
+}
+
+/// Whether a record is one the sweeper may send again (see `MessageStore::retryable_mobile`).
+fn is_retryable(r: &MobileRecord, before_ms: u64) -> bool {
+    r.state == MobileState::Pending && r.reason.is_some() && r.updated_at_ms < before_ms
+}
+
+/// Scans the mobile records (a standalone node holds few) for retryable ones.
+pub(super) fn retryable_mobile(
+    txn: &ReadTransaction,
+    before_ms: u64,
+    limit: usize,
+) -> Result<Vec<RetryMobile>> {
+    let table = txn.open_table(MOBILE).map_err(Error::backend)?;
+    let messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(Error::backend)? {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = entry.map_err(Error::backend)?;
+        let (id, token) = k.value();
+        let record = decode_record(id, token, v.value())?;
+        if !is_retryable(&record, before_ms) {
+            continue;
+        }
+        let Some(bytes) = messages.get(id).map_err(Error::backend)? else {
+            continue; // purged
+        };
+        let msg = Record::decode(id, bytes.value())?;
+        let Some(notification) = msg.notification else {
+            continue;
+        };
+        out.push(RetryMobile {
+            record,
+            notification: Arc::new(notification),
+            expires_at_ms: msg.expires_at_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// Compare-and-set on `updated_at_ms`: one taker per listed record.
+pub(super) fn retake_mobile(txn: &WriteTransaction, r: &MobileRecord, now: u64) -> Result<bool> {
+    let key = (r.message.as_str(), r.token.as_str());
+    let mut table = txn.open_table(MOBILE).map_err(Error::backend)?;
+    let current = match table.get(key).map_err(Error::backend)? {
+        Some(v) => decode_record(&r.message, &r.token, v.value())?,
+        None => return Ok(false),
+    };
+    if current.state != MobileState::Pending || current.updated_at_ms != r.updated_at_ms {
+        return Ok(false);
+    }
+    let mut taken = current;
+    taken.updated_at_ms = now;
+    let bytes = serde_json::to_vec(&taken).map_err(Error::backend)?;
+    table
+        .insert(key, bytes.as_slice())
+        .map_err(Error::backend)?;
+    Ok(true)
 }

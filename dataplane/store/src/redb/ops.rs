@@ -18,14 +18,29 @@ const MAX_BATCH: usize = 512;
 
 pub(super) enum Op {
     Submit(NewMessage),
-    Delivered { id: String, user: String },
-    Ack { id: String, user: String },
-    Expire { now_ms: u64 },
+    Delivered {
+        id: String,
+        user: String,
+    },
+    Ack {
+        id: String,
+        user: String,
+    },
+    Expire {
+        now_ms: u64,
+    },
     PutDevice(NewDevice),
-    DeleteDevice { token: String },
-    DeviceDead { token: String, at_ms: u64 },
+    DeleteDevice {
+        token: String,
+    },
+    DeviceDead {
+        token: String,
+        at_ms: u64,
+    },
     ClaimMobile(MobileRecord),
     UpdateMobile(MobileRecord),
+    /// The record as listed, and the new `updated_at_ms`.
+    RetakeMobile(MobileRecord, u64),
 }
 
 pub(super) enum Reply {
@@ -117,6 +132,7 @@ fn apply_batch(db: &Database, jobs: &mut [Job], retention_ms: u64) -> Result<Vec
             }
             Op::ClaimMobile(r) => devices::claim_mobile(&txn, r).map(Done::Bool),
             Op::UpdateMobile(r) => devices::update_mobile(&txn, r).map(|_| Done::Unit),
+            Op::RetakeMobile(r, now) => devices::retake_mobile(&txn, r, *now).map(Done::Bool),
         };
         // A backend error poisons the transaction: abort everything.
         if let Err(e @ Error::Backend(_)) = r {

@@ -69,4 +69,5 @@ async fn devices_and_mobile_records() {
     let store = RedbStore::open(dir.path()).unwrap();
     conformance::devices(&store).await;
     conformance::mobile_records(&store, DEFAULT_RETENTION_MS).await;
+    conformance::retryable_mobile(&store).await;
 }
