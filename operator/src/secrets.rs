@@ -35,6 +35,9 @@ pub fn needed(pc: &PushCluster) -> Vec<Needed> {
     if let Some(u) = &s.redis.url_secret_ref {
         v.push(r("spec.redis.urlSecretRef", u));
     }
+    if let Some(j) = &s.auth.jwks_secret_ref {
+        v.push(r("spec.auth.jwksSecretRef", j));
+    }
     if let Some(apns) = s.apns.as_ref().filter(|a| a.enabled) {
         if let Some(k) = &apns.key_secret_ref {
             v.push(r("spec.apns.keySecretRef", k));

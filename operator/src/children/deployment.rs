@@ -22,6 +22,8 @@ use crate::crd::{ApnsEnvironment, PushCluster, Resources, SecretKeyRef};
 pub const CONFIG_HASH_ANNOTATION: &str = "pushcluster.io/config-hash";
 /// Where the auth role's JWT key is mounted (re-read by pushd when the Secret changes).
 pub const JWT_DIR: &str = "/etc/pushcluster/jwt";
+/// Where auth pods see the JWKS (`jwks.json`) when `spec.auth.jwksSecretRef` is set.
+pub const JWKS_DIR: &str = "/etc/pushcluster/jwks";
 /// Where dispatch pods see the APNs signing key (`key.p8`) when `spec.apns` is enabled.
 pub const APNS_DIR: &str = "/etc/pushcluster/apns";
 /// UID/GID of the non-root user in the image.
@@ -118,7 +120,12 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
                 }
             }
         }
-        Role::Auth => v.push(env("PUSHD_JWT_SECRET_FILE", format!("{JWT_DIR}/key"))),
+        Role::Auth => {
+            v.push(env("PUSHD_JWT_SECRET_FILE", format!("{JWT_DIR}/key")));
+            if s.auth.jwks_secret_ref.is_some() {
+                v.push(env("PUSHD_JWT_JWKS_FILE", format!("{JWKS_DIR}/jwks.json")));
+            }
+        }
     }
     v
 }
@@ -173,21 +180,28 @@ fn apns_env(pc: &PushCluster, v: &mut Vec<EnvVar>) {
     }
 }
 
-/// The Secret volume (name, mount path, Secret, key → file) a role's container needs.
-fn secret_volume(
+/// The Secret volumes (name, mount path, Secret, key → file) a role's container needs.
+fn secret_volumes(
     pc: &PushCluster,
     role: Role,
-) -> Option<(&'static str, &'static str, SecretKeyRef, &'static str)> {
+) -> Vec<(&'static str, &'static str, SecretKeyRef, &'static str)> {
+    let s = &pc.spec;
     match role {
-        Role::Auth => Some(("jwt", JWT_DIR, pc.spec.auth.jwt_secret_ref.clone(), "key")),
-        Role::Dispatch => pc
-            .spec
+        Role::Auth => {
+            let mut v = vec![("jwt", JWT_DIR, s.auth.jwt_secret_ref.clone(), "key")];
+            if let Some(jwks) = &s.auth.jwks_secret_ref {
+                v.push(("jwks", JWKS_DIR, jwks.clone(), "jwks.json"));
+            }
+            v
+        }
+        Role::Dispatch => s
             .apns
             .as_ref()
             .filter(|a| a.enabled)
             .and_then(|a| a.key_secret_ref.clone())
-            .map(|key| ("apns", APNS_DIR, key, "key.p8")),
-        _ => None,
+            .map(|key| vec![("apns", APNS_DIR, key, "key.p8")])
+            .unwrap_or_default(),
+        _ => Vec::new(),
     }
 }
 
@@ -233,14 +247,16 @@ fn role_settings(pc: &PushCluster, role: Role) -> (Option<&str>, Option<&Resourc
 
 fn container(pc: &PushCluster, role: Role, default_image: &str) -> Container {
     let (image, res) = role_settings(pc, role);
-    let mounts = secret_volume(pc, role).map(|(name, dir, _, _)| {
-        vec![VolumeMount {
+    let mounts: Vec<VolumeMount> = secret_volumes(pc, role)
+        .into_iter()
+        .map(|(name, dir, _, _)| VolumeMount {
             name: name.into(),
             mount_path: dir.into(),
             read_only: Some(true),
             ..VolumeMount::default()
-        }]
-    });
+        })
+        .collect();
+    let mounts = (!mounts.is_empty()).then_some(mounts);
     Container {
         name: "pushd".into(),
         image: Some(pc.image_or(image, default_image).to_owned()),
@@ -298,8 +314,9 @@ pub fn config_hash(pc: &PushCluster) -> String {
 /// The Deployment of `role`.
 pub fn build(pc: &PushCluster, role: Role, default_image: &str) -> Deployment {
     let labels = role_labels(pc, role);
-    let volumes = secret_volume(pc, role).map(|(name, _, secret, file)| {
-        vec![Volume {
+    let volumes: Vec<Volume> = secret_volumes(pc, role)
+        .into_iter()
+        .map(|(name, _, secret, file)| Volume {
             name: name.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.name),
@@ -311,8 +328,9 @@ pub fn build(pc: &PushCluster, role: Role, default_image: &str) -> Deployment {
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
-        }]
-    });
+        })
+        .collect();
+    let volumes = (!volumes.is_empty()).then_some(volumes);
     let strategy = (role == Role::Push).then(|| DeploymentStrategy {
         type_: Some("RollingUpdate".into()),
         // Keep every push node until its replacement is ready: clients move only once.

@@ -347,3 +347,37 @@ fn apns_settings_become_dispatch_flags_with_secrets_mounted() {
     let push = env_of(&deployment::build(&pc, Role::Push, IMAGE));
     assert!(push.iter().all(|e| !e.name.starts_with("PUSHD_APNS")));
 }
+
+#[test]
+fn a_jwks_secret_is_mounted_for_auth_and_named_by_env() {
+    let mut s = spec();
+    s.auth.jwks_secret_ref = Some(SecretKeyRef {
+        name: "idp".into(),
+        key: "jwks".into(),
+    });
+    let pc = with_spec(s);
+    let d = deployment::build(&pc, Role::Auth, IMAGE);
+    let env = env_of(&d);
+    assert_eq!(
+        env_value(&env, "PUSHD_JWT_JWKS_FILE").and_then(|e| e.value.as_deref()),
+        Some("/etc/pushcluster/jwks/jwks.json")
+    );
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let vols = pod.volumes.unwrap();
+    assert_eq!(vols.len(), 2, "the HS256 key and the JWKS");
+    let jwks = vols.iter().find(|v| v.name == "jwks").unwrap();
+    let src = jwks.secret.as_ref().unwrap();
+    assert_eq!(src.secret_name.as_deref(), Some("idp"));
+    assert_eq!(src.items.as_ref().unwrap()[0].path, "jwks.json");
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mount_path == "/etc/pushcluster/jwks")
+    );
+    assert!(
+        crate::secrets::needed(&pc)
+            .iter()
+            .any(|n| n.field == "spec.auth.jwksSecretRef" && n.name == "idp")
+    );
+}

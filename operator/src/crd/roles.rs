@@ -144,6 +144,10 @@ pub struct AuthSpec {
     /// A Secret key holding the HS256 key. Mounted as a file, so a rotated key is picked up
     /// without a restart.
     pub jwt_secret_ref: SecretKeyRef,
+    /// A Secret key holding a JSON Web Key Set: RS256 tokens are verified with its keys,
+    /// chosen by `kid`. Mounted as a file, so rotated keys are picked up without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Kubernetes Service type for client-facing traffic.
