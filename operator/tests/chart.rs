@@ -48,12 +48,20 @@ fn renders_crd_rbac_and_operator() {
             "ServiceAccount",
             "CustomResourceDefinition",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
             "Service",
             "Deployment"
         ]
+    );
+    // People who may edit a namespace may scale its PushClusters (aggregated into `edit`).
+    assert!(
+        out.contains("rbac.authorization.k8s.io/aggregate-to-edit: \"true\"")
+            && out.contains("\"pushclusters/scale\""),
+        "no aggregated edit role with /scale"
     );
     let all = docs(&out);
     let crd = all
