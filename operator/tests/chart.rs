@@ -31,14 +31,14 @@ fn kinds(yaml: &str) -> Vec<String> {
 
 #[test]
 fn lint_is_clean() {
-    let Some(helm) = Helm::find() else { return };
+    let Some(helm) = Helm::helm() else { return };
     let out = helm.run(&["lint", "--strict", &chart()]).unwrap();
     assert!(out.contains("0 chart(s) failed"), "{out}");
 }
 
 #[test]
 fn renders_crd_rbac_and_operator() {
-    let Some(helm) = Helm::find() else { return };
+    let Some(helm) = Helm::helm() else { return };
     let out = helm
         .run(&["template", "pc", &chart(), "-n", "ops"])
         .unwrap();
@@ -94,7 +94,7 @@ fn renders_crd_rbac_and_operator() {
 
 #[test]
 fn flags_turn_off_the_crd_and_the_deployment() {
-    let Some(helm) = Helm::find() else { return };
+    let Some(helm) = Helm::helm() else { return };
     let out = helm
         .run(&[
             "template",
@@ -117,7 +117,7 @@ fn flags_turn_off_the_crd_and_the_deployment() {
 
 #[test]
 fn values_schema_rejects_unknown_and_wrong_values() {
-    let Some(helm) = Helm::find() else { return };
+    let Some(helm) = Helm::helm() else { return };
     let e = helm
         .run(&["template", "pc", &chart(), "--set", "operator.replicaz=2"])
         .unwrap_err();

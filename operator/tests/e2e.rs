@@ -21,7 +21,7 @@ use harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_on_a_real_control_plane() {
     let start = Instant::now();
-    let Some(helm) = Helm::find() else { return };
+    let Some(helm) = Helm::helm() else { return };
     let Some(cp) = ControlPlane::start(true).await else {
         return;
     };

@@ -100,9 +100,10 @@ struct RawSubmit {
     mobile: Option<Value>,
 }
 
-/// Parses and validates a `POST /v1/messages` body.
-pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid> {
-    let raw: RawSubmit = serde_json::from_slice(body).map_err(|e| Invalid {
+/// Reads a request body as the JSON object `T`; a 400 that says whether the JSON was
+/// malformed or not an object of the expected shape.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Invalid> {
+    serde_json::from_slice(body).map_err(|e| Invalid {
         status: 400,
         field: None,
         message: if e.is_syntax() || e.is_eof() {
@@ -110,7 +111,12 @@ pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid>
         } else {
             format!("body must be a JSON object: {e}")
         },
-    })?;
+    })
+}
+
+/// Parses and validates a `POST /v1/messages` body.
+pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid> {
+    let raw: RawSubmit = parse_body(body)?;
 
     let to = match raw.to {
         None | Some(Value::Null) => return Err(Invalid::bad("to", "`to` is required")),

@@ -30,7 +30,7 @@ pub mod redis;
 pub mod squid;
 pub mod tools;
 
-pub use tools::{Helm, Kubectl};
+pub use tools::{Helm, Kubectl, Tool};
 
 /// Where `make tools` puts everything.
 pub fn tools_dir() -> PathBuf {

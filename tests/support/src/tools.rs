@@ -5,65 +5,46 @@ use std::process::Command;
 
 use crate::{require, run};
 
-/// The `helm` binary (v3), optionally pointed at a control plane's kubeconfig.
+/// A command-line tool found by [`require`], optionally pointed at a control plane's
+/// kubeconfig (`--kubeconfig`, which helm and kubectl both take).
 #[derive(Clone, Debug)]
-pub struct Helm {
+pub struct Tool {
     pub bin: PathBuf,
     pub kubeconfig: Option<PathBuf>,
 }
 
-impl Helm {
-    /// Finds helm, or `None` (skip) when it is missing and not required (see [`require`]).
-    pub fn find() -> Option<Helm> {
-        Some(Helm {
-            bin: require("helm")?,
-            kubeconfig: None,
-        })
-    }
-
-    /// The same helm, talking to the cluster of `kubeconfig`.
-    pub fn with_kubeconfig(mut self, kubeconfig: &Path) -> Helm {
-        self.kubeconfig = Some(kubeconfig.to_owned());
-        self
-    }
-
-    /// A `helm` command (with `--kubeconfig` when set), for callers that need more control.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        if let Some(kc) = &self.kubeconfig {
-            cmd.arg("--kubeconfig").arg(kc);
-        }
-        cmd
-    }
-
-    /// Runs `helm args…`; stdout, or an error with the output on a non-zero exit.
-    pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        run(self.command().args(args))
-    }
-}
-
+/// The `helm` binary (v3).
+pub type Helm = Tool;
 /// The `kubectl` binary of the same Kubernetes release as the control plane.
-#[derive(Clone, Debug)]
-pub struct Kubectl {
-    pub bin: PathBuf,
-    pub kubeconfig: Option<PathBuf>,
-}
+pub type Kubectl = Tool;
 
-impl Kubectl {
-    /// Finds kubectl, or `None` (skip) when it is missing and not required.
-    pub fn find() -> Option<Kubectl> {
-        Some(Kubectl {
-            bin: require("kubectl")?,
+impl Tool {
+    /// Finds `name`, or `None` (skip) when it is missing and not required (see [`require`]).
+    pub fn find_named(name: &str) -> Option<Tool> {
+        Some(Tool {
+            bin: require(name)?,
             kubeconfig: None,
         })
     }
 
-    pub fn with_kubeconfig(mut self, kubeconfig: &Path) -> Kubectl {
+    /// Finds helm.
+    pub fn helm() -> Option<Helm> {
+        Tool::find_named("helm")
+    }
+
+    /// Finds kubectl.
+    pub fn kubectl() -> Option<Kubectl> {
+        Tool::find_named("kubectl")
+    }
+
+    /// The same tool, talking to the cluster of `kubeconfig`.
+    pub fn with_kubeconfig(mut self, kubeconfig: &Path) -> Tool {
         self.kubeconfig = Some(kubeconfig.to_owned());
         self
     }
 
-    /// A `kubectl` command (with `--kubeconfig` when set).
+    /// A command of this tool (with `--kubeconfig` when set), for callers that need more
+    /// control.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         if let Some(kc) = &self.kubeconfig {
@@ -72,7 +53,7 @@ impl Kubectl {
         cmd
     }
 
-    /// Runs `kubectl args…`; stdout, or an error with the output on a non-zero exit.
+    /// Runs `tool args…`; stdout, or an error with the output on a non-zero exit.
     pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
         run(self.command().args(args))
     }

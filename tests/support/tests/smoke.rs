@@ -319,7 +319,7 @@ async fn dnsmasq_resolves_headless_names() {
 
 #[tokio::test]
 async fn helm_version_and_lint() {
-    let Some(helm) = Helm::find() else { return };
+    let Some(helm) = Helm::helm() else { return };
     let version = helm.run(&["version", "--short"]).unwrap();
     assert!(version.starts_with("v3."), "{version}");
     let dir = tempfile::tempdir().unwrap();

@@ -77,15 +77,7 @@ struct RawDevice {
 
 /// Parses and validates a `POST /v1/devices` body.
 pub fn parse_device(body: &[u8]) -> Result<NewDevice, Invalid> {
-    let raw: RawDevice = serde_json::from_slice(body).map_err(|e| Invalid {
-        status: 400,
-        field: None,
-        message: if e.is_syntax() || e.is_eof() {
-            format!("malformed JSON: {e}")
-        } else {
-            format!("body must be a JSON object: {e}")
-        },
-    })?;
+    let raw: RawDevice = super::parse_body(body)?;
     let user = match raw.user {
         Some(Value::String(u)) => {
             validate_user_id(&u).map_err(|m| Invalid::bad("user", format!("`user` {m}")))?;
