@@ -29,8 +29,9 @@ pub struct ApnsArgs {
     /// Extra trusted CA certificates (PEM), added to the Mozilla roots.
     #[arg(long, env = "PUSHD_APNS_CA_FILE")]
     pub apns_ca_file: Option<PathBuf>,
-    /// HTTP forward proxy for APNs only: `http://[user:password@]host:port` (HTTP CONNECT;
-    /// TLS stays end to end to APNs). Prefer the credentials file or variable below.
+    /// HTTP forward proxy for APNs only: `http://[user:password@]host:port`, or `https://…`
+    /// for TLS to the proxy as well (HTTP CONNECT; TLS stays end to end to APNs). Prefer the
+    /// credentials file or variable below.
     #[arg(long, env = "PUSHD_APNS_PROXY", hide_env_values = true)]
     pub apns_proxy: Option<String>,
     /// File holding `user:password` for the proxy, re-read at every connect.

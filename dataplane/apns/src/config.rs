@@ -161,20 +161,22 @@ pub struct ProxyConfig {
     pub host: String,
     pub port: u16,
     pub credentials: Option<ProxyCredentials>,
+    /// An `https://` proxy: TLS to the proxy (verified against `host`), then CONNECT inside it,
+    /// then TLS to APNs inside the tunnel.
+    pub tls: bool,
 }
 
 impl ProxyConfig {
-    /// Parses `http://[user:password@]host:port`. Percent-escapes in the userinfo are decoded.
+    /// Parses `http(s)://[user:password@]host:port`. Percent-escapes in the userinfo are
+    /// decoded.
     pub fn parse(url: &str) -> Result<ProxyConfig, ConfigError> {
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            return Err(invalid(
-                "--apns-proxy: https:// proxies are not supported yet; use http:// (the tunnel still carries TLS end to end to APNs)",
-            ));
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, true)
         } else {
             return Err(invalid(
-                "--apns-proxy must be http://[user:password@]host:port",
+                "--apns-proxy must be http://[user:password@]host:port or https://…",
             ));
         };
         let rest = rest.trim_end_matches('/');
@@ -201,15 +203,17 @@ impl ProxyConfig {
             host,
             port,
             credentials,
+            tls,
         })
     }
 
-    /// `http://host:port`, without credentials: safe to log.
+    /// `http(s)://host:port`, without credentials: safe to log.
     pub fn redacted_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
         if self.host.contains(':') {
-            format!("http://[{}]:{}", self.host, self.port)
+            format!("{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            format!("http://{}:{}", self.host, self.port)
+            format!("{scheme}://{}:{}", self.host, self.port)
         }
     }
 }

@@ -1,10 +1,14 @@
-//! Opening one connection to APNs: TCP (directly, or to the proxy and through an HTTP CONNECT
-//! tunnel with `Proxy-Authorization`), then TLS to the APNs host with ALPN `h2`, then the
-//! HTTP/2 handshake. The tunnel only carries bytes; TLS is verified against the APNs name.
+//! Opening one connection to APNs: TCP (directly, or to the proxy — over TLS for an `https://`
+//! proxy — and through an HTTP CONNECT tunnel with `Proxy-Authorization`), then TLS to the
+//! APNs host with ALPN `h2`, then the HTTP/2 handshake. The tunnel only carries bytes; TLS is
+//! verified against the APNs name (and, for an `https://` proxy, the proxy's against its name).
 //!
 //! Nothing here reads `HTTP(S)_PROXY`: only a configured proxy is used.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
@@ -17,6 +21,7 @@ use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tower_service::Service;
@@ -94,6 +99,46 @@ impl ConnectError {
     }
 }
 
+/// The byte stream under the TLS session to APNs: TCP, or a tunnel through a proxy (itself
+/// over TCP or TLS).
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+type BoxStream = Box<dyn Stream>;
+
+/// TCP, then TLS to an `https://` proxy (verified against its name): what the CONNECT
+/// tunnel runs over.
+#[derive(Clone)]
+struct ProxyTls {
+    http: HttpConnector,
+    tls: TlsConnector,
+    name: ServerName<'static>,
+}
+
+type ProxyTlsStream = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl Service<Uri> for ProxyTls {
+    type Response = ProxyTlsStream;
+    type Error = Cause;
+    type Future = Pin<Box<dyn Future<Output = Result<ProxyTlsStream, Cause>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Cause>> {
+        self.http.poll_ready(cx).map_err(|e| Arc::new(e) as Cause)
+    }
+
+    fn call(&mut self, proxy: Uri) -> Self::Future {
+        let connecting = self.http.call(proxy);
+        let (tls, name) = (self.tls.clone(), self.name.clone());
+        Box::pin(async move {
+            let tcp = connecting.await.map_err(|e| Arc::new(e) as Cause)?;
+            let stream = tls
+                .connect(name, tcp.into_inner())
+                .await
+                .map_err(|e| Arc::new(e) as Cause)?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
 /// An open HTTP/2 connection (its driver task runs until it closes).
 pub(crate) type H2Sender = http2::SendRequest<Full<Bytes>>;
 
@@ -105,6 +150,8 @@ pub(crate) struct Connector {
     server_name: ServerName<'static>,
     tls: TlsConnector,
     proxy: Option<ProxyConfig>,
+    /// TLS to an `https://` proxy.
+    proxy_tls: Option<TlsConnector>,
     connect_timeout: Duration,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
@@ -114,6 +161,7 @@ impl Connector {
     pub(crate) fn new(
         config: &ApnsConfig,
         tls: Arc<ClientConfig>,
+        proxy_tls: Option<Arc<ClientConfig>>,
     ) -> Result<Connector, ConfigError> {
         let authority = config.endpoint.authority();
         let target: Uri = format!("https://{authority}")
@@ -129,6 +177,7 @@ impl Connector {
             server_name,
             tls: TlsConnector::from(tls),
             proxy: config.proxy.clone(),
+            proxy_tls: proxy_tls.map(TlsConnector::from),
             connect_timeout: config.connect_timeout,
             keepalive_interval: config.keepalive_interval,
             keepalive_timeout: config.keepalive_timeout,
@@ -142,11 +191,11 @@ impl Connector {
 
     /// TCP (+ tunnel) + TLS + HTTP/2 handshake.
     pub(crate) async fn connect(&self, conn_id: u64) -> Result<H2Sender, ConnectError> {
-        let tcp = match &self.proxy {
-            None => self.tcp_direct().await?,
-            Some(proxy) => self.tcp_tunnel(proxy).await?,
+        let stream: BoxStream = match &self.proxy {
+            None => Box::new(self.tcp_direct().await?),
+            Some(proxy) => self.tunnel(proxy).await?,
         };
-        let tls = self.tls_handshake(tcp).await?;
+        let tls = self.tls_handshake(stream).await?;
         let (send, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             // Apple allows one stream until the first valid request; its SETTINGS raise this.
@@ -188,37 +237,71 @@ impl Connector {
         Ok(io.into_inner())
     }
 
-    async fn tcp_tunnel(&self, proxy: &ProxyConfig) -> Result<TcpStream, ConnectError> {
+    /// Opens the CONNECT tunnel to APNs through `proxy` (over TLS for an `https://` one).
+    async fn tunnel(&self, proxy: &ProxyConfig) -> Result<BoxStream, ConnectError> {
+        match &self.proxy_tls {
+            Some(tls) if proxy.tls => {
+                let name = ServerName::try_from(proxy.host.clone()).map_err(|_| {
+                    ConnectError::ProxyProtocol {
+                        proxy: proxy.redacted_url(),
+                        detail: "bad proxy host name".into(),
+                    }
+                })?;
+                let connector = ProxyTls {
+                    http: self.http_connector(),
+                    tls: tls.clone(),
+                    name,
+                };
+                let io = self.tunnel_through(proxy, connector).await?;
+                Ok(Box::new(io.into_inner()))
+            }
+            _ => {
+                let io = self.tunnel_through(proxy, self.http_connector()).await?;
+                Ok(Box::new(io.into_inner()))
+            }
+        }
+    }
+
+    async fn tunnel_through<C>(
+        &self,
+        proxy: &ProxyConfig,
+        connector: C,
+    ) -> Result<C::Response, ConnectError>
+    where
+        C: Service<Uri>,
+        C::Future: Send + 'static,
+        C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let proxy_url = proxy.redacted_url();
         let proxy_uri: Uri = proxy_url.parse().map_err(|_| ConnectError::ProxyProtocol {
             proxy: proxy_url.clone(),
             detail: "bad proxy address".into(),
         })?;
-        let mut tunnel = Tunnel::new(proxy_uri, self.http_connector());
+        let mut tunnel = Tunnel::new(proxy_uri, connector);
         if let Some(credentials) = &proxy.credentials {
             tunnel = tunnel.with_auth(basic_auth(credentials)?);
         }
         std::future::poll_fn(|cx| tunnel.poll_ready(cx))
             .await
             .map_err(|e| tunnel_error(e, &proxy_url, &self.authority))?;
-        let io = tokio::time::timeout(self.connect_timeout * 2, tunnel.call(self.target.clone()))
+        tokio::time::timeout(self.connect_timeout * 2, tunnel.call(self.target.clone()))
             .await
             .map_err(|_| ConnectError::Timeout {
                 authority: self.authority.clone(),
                 step: "proxy CONNECT",
                 after: self.connect_timeout * 2,
             })?
-            .map_err(|e| tunnel_error(e, &proxy_url, &self.authority))?;
-        Ok(io.into_inner())
+            .map_err(|e| tunnel_error(e, &proxy_url, &self.authority))
     }
 
     async fn tls_handshake(
         &self,
-        tcp: TcpStream,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
+        stream: BoxStream,
+    ) -> Result<tokio_rustls::client::TlsStream<BoxStream>, ConnectError> {
         let tls = tokio::time::timeout(
             self.connect_timeout,
-            self.tls.connect(self.server_name.clone(), tcp),
+            self.tls.connect(self.server_name.clone(), stream),
         )
         .await
         .map_err(|_| ConnectError::Timeout {

@@ -55,7 +55,11 @@ impl ApnsSenderBuilder {
         let config = self.config;
         config.validate()?;
         let tls = tls::client_config(&config.extra_roots)?;
-        let connector = Connector::new(&config, tls)?;
+        let proxy_tls = match &config.proxy {
+            Some(p) if p.tls => Some(tls::proxy_config(&config.extra_roots)?),
+            _ => None,
+        };
+        let connector = Connector::new(&config, tls, proxy_tls)?;
         let base = format!("https://{}/", config.endpoint.authority());
         base.parse::<Uri>()
             .map_err(|_| ConfigError::Invalid("bad APNs endpoint".into()))?;

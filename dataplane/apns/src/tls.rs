@@ -20,6 +20,20 @@ pub enum TlsError {
 pub fn client_config(
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    with_alpn(extra_roots, b"h2")
+}
+
+/// A client config for an `https://` proxy: the same roots, HTTP/1.1 (CONNECT) via ALPN.
+pub fn proxy_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    with_alpn(extra_roots, b"http/1.1")
+}
+
+fn with_alpn(
+    extra_roots: &[CertificateDer<'static>],
+    alpn: &[u8],
+) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {
@@ -31,6 +45,6 @@ pub fn client_config(
         .map_err(TlsError::Setup)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }

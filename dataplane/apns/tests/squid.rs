@@ -294,6 +294,7 @@ async fn wrong_proxy_credentials_surface_407_then_recover_once_fixed() {
         host: "127.0.0.1".into(),
         port: squid_port,
         credentials: Some(ProxyCredentials::File(file.clone())),
+        tls: false,
     });
     let (sender, registry) = h.sender(config.clone());
     let d = sender.deliver(&notification(400)).await;
@@ -495,4 +496,39 @@ where
         out.push(h.await.expect("task"));
     }
     out
+}
+
+#[tokio::test]
+async fn an_https_proxy_carries_the_tunnel_over_tls() {
+    let Some(h) = Harness::via_squid().await else {
+        return;
+    };
+    // TLS in front of squid makes it an HTTPS proxy; its certificate comes from the test CA.
+    let squid_port = h.squid.as_ref().unwrap().port;
+    let (front, _task) = h
+        .apns
+        .tls_front(std::net::SocketAddr::from(([127, 0, 0, 1], squid_port)))
+        .await;
+    let mut config = h.config();
+    let proxy = config.proxy.as_mut().unwrap();
+    proxy.tls = true;
+    proxy.port = front.port();
+    let (sender, _) = h.sender(config.clone());
+    let d = sender.deliver(&notification(900)).await;
+    assert_eq!(d.state(), DeliveryState::Accepted, "{d:?}");
+    assert_eq!(h.apns.requests().len(), 1);
+    drop(sender);
+    let log = h.tunnel_log(1).await;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("TCP_TUNNEL/200") && l.contains(PROXY_USER)),
+        "{log:?}"
+    );
+
+    // A proxy certificate nobody trusts is a proxy failure; nothing reaches APNs.
+    config.extra_roots.clear();
+    let (sender, _) = h.sender(config);
+    let d = sender.deliver(&notification(901)).await;
+    assert!(matches!(&d.outcome, Outcome::ProxyError { .. }), "{d:?}");
+    assert_eq!(h.apns.requests().len(), 1);
 }

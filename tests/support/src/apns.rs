@@ -114,6 +114,9 @@ pub struct FakeApns {
     pub key_id: String,
     pub team_id: String,
     pub topic: String,
+    /// The certificate (for `127.0.0.1`/`localhost`, from `ca_pem`) and key, DER.
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -140,9 +143,23 @@ impl FakeApns {
             key_id: KEY_ID.into(),
             team_id: TEAM_ID.into(),
             topic: TOPIC.into(),
+            cert_der: pki.server_cert_der.clone(),
+            key_der: pki.server_key_der.clone(),
             state,
             task,
         }
+    }
+
+    /// A TLS terminator on `127.0.0.1` in front of `backend` (say squid), with a certificate
+    /// from this fake's CA: `https://127.0.0.1:PORT` is then an HTTPS proxy a client that
+    /// trusts `ca_pem` can use. Stops when the handle is aborted or dropped with the runtime.
+    pub async fn tls_front(
+        &self,
+        backend: SocketAddr,
+    ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        server::tls_front(&self.cert_der, &self.key_der, backend)
+            .await
+            .expect("starting a TLS front")
     }
 
     pub fn port(&self) -> u16 {

@@ -51,8 +51,12 @@ fn proxy_urls_parse_and_never_show_the_password() {
             .credentials,
         None
     );
+    let tls = ProxyConfig::parse("https://apns:pw@proxy.example:8443").unwrap();
+    assert!(tls.tls);
+    assert_eq!(tls.redacted_url(), "https://proxy.example:8443");
+    assert!(!p.tls);
     for bad in [
-        "https://proxy:3128",
+        "https://proxy",
         "socks5://proxy:1080",
         "http://proxy",
         "proxy:3128",

@@ -27,9 +27,10 @@ fn connector(proxy_port: u16, credentials: Option<ProxyCredentials>) -> Connecto
         host: "127.0.0.1".into(),
         port: proxy_port,
         credentials,
+        tls: false,
     });
     config.connect_timeout = Duration::from_secs(2);
-    Connector::new(&config, crate::tls::client_config(&[]).unwrap()).unwrap()
+    Connector::new(&config, crate::tls::client_config(&[]).unwrap(), None).unwrap()
 }
 
 #[tokio::test]

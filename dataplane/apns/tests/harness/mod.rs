@@ -72,6 +72,7 @@ impl Harness {
                     user: PROXY_USER.into(),
                     password: PROXY_PASSWORD.into(),
                 }),
+                tls: false,
             });
         }
         config.request_timeout = Duration::from_secs(1);

@@ -52,6 +52,41 @@ pub(super) async fn spawn(
     Ok((addr, task))
 }
 
+/// TLS on a free port, bytes relayed to `backend` (see `FakeApns::tls_front`).
+pub(super) async fn tls_front(
+    cert_der: &[u8],
+    key_der: &[u8],
+    backend: SocketAddr,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert_der.to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec())),
+        )?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            conns.spawn(async move {
+                let (Ok(mut client), Ok(mut upstream)) = (
+                    acceptor.accept(tcp).await,
+                    tokio::net::TcpStream::connect(backend).await,
+                ) else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
 async fn serve(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     state: Shared,
