@@ -135,20 +135,9 @@ impl MobilePush {
     /// Claim, send, record. Store failures are logged: a claim that failed sends nothing; a
     /// final record that failed leaves the claim `pending` (sent, outcome not recorded).
     async fn send_one(&self, req: MobileRequest) {
-        let now = now_ms();
-        let record = MobileRecord {
-            message: req.message_id.clone(),
-            user: req.device.user.clone(),
-            platform: req.device.platform,
-            token: req.device.token.clone(),
-            state: MobileState::Pending,
-            reason: None,
-            attempts: 0,
-            apns_id: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-        };
-        let token_prefix = &req.device.token[..8.min(req.device.token.len())];
+        let d = &req.device;
+        let record = MobileRecord::claim(&req.message_id, &d.user, d.platform, &d.token, now_ms());
+        let token_prefix = short(&d.token);
         match self.store.claim_mobile(&record).await {
             Ok(true) => {}
             Ok(false) => {
@@ -166,7 +155,7 @@ impl MobilePush {
     /// Sends a claimed (or retaken) notification for up to [`PENDING_ROUNDS`] rounds and
     /// writes its final record.
     async fn drive(&self, req: &MobileRequest, mut record: MobileRecord) {
-        let token_prefix = &req.device.token[..8.min(req.device.token.len())];
+        let token_prefix = short(&req.device.token);
         for round in 1..=PENDING_ROUNDS {
             if req.expires_at_ms <= now_ms() {
                 record.reason = Some("expired before it could be sent".into());
@@ -202,6 +191,11 @@ impl MobilePush {
             tracing::warn!(id = %req.message_id, device = %token_prefix, error = %e, "failed to record a mobile notification's outcome");
         }
     }
+}
+
+/// The start of a device token, enough to tell devices apart in logs.
+fn short(token: &str) -> &str {
+    &token[..8.min(token.len())]
 }
 
 /// How old a retryable record must be before [`MobilePush::sweep`] sends it again: longer

@@ -231,19 +231,7 @@ pub async fn devices(store: &dyn MessageStore) {
 }
 
 fn record(msg: &str, user: &str, token: &str) -> MobileRecord {
-    let now = now_ms();
-    MobileRecord {
-        message: msg.into(),
-        user: user.into(),
-        platform: Platform::Apns,
-        token: token.into(),
-        state: MobileState::Pending,
-        reason: None,
-        attempts: 0,
-        apns_id: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-    }
+    MobileRecord::claim(msg, user, Platform::Apns, token, now_ms())
 }
 
 /// Mobile records: claimed once, updated, shown in the status, purged with the message; the

@@ -172,3 +172,27 @@ pub struct MobileRecord {
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
+
+impl MobileRecord {
+    /// The `pending` record that claims a (message, device) notification at `now_ms`.
+    pub fn claim(
+        message: &str,
+        user: &str,
+        platform: super::devices::Platform,
+        token: &str,
+        now_ms: u64,
+    ) -> MobileRecord {
+        MobileRecord {
+            message: message.into(),
+            user: user.into(),
+            platform,
+            token: token.into(),
+            state: MobileState::Pending,
+            reason: None,
+            attempts: 0,
+            apns_id: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+}
