@@ -80,7 +80,7 @@ impl Web {
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(
                     "default-src 'none'; script-src 'self'; connect-src 'self'; \
-                     style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; \
+                     style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; \
                      base-uri 'none'; form-action 'none'",
                 ),
             );
