@@ -4,7 +4,8 @@
  * - Reconnects with exponential back-off and full jitter (a restarted node is not hit by every
  *   client at the same instant); at once after 1001 "going away" (a draining node).
  * - Resumes with `last_seq` (the highest seq seen), so a reconnect receives only what it missed.
- * - Acks every message (the protocol has no batch ack: one `{"type":"ack"}` frame per message).
+ * - Acks every message (the protocol has no batch ack: one `{"type":"ack"}` frame per message),
+ *   and again when an acked message comes back (the first ack may have been lost).
  * - Drops duplicates by message id (delivery is at-least-once on the wire).
  * - Takes a fresh token from `getToken()` when the current one is about to expire and after a
  *   connection attempt that failed before it opened (a browser never sees the HTTP 401).
@@ -104,7 +105,8 @@ export interface Events {
 export interface Client {
     /** Subscribes to an event; returns the function that unsubscribes. */
     on<E extends keyof Events>(event: E, listener: (value: Events[E]) => void): () => void;
-    /** Acks a message (needed only with `autoAck: false`). */
+    /** Acks a message (needed only with `autoAck: false`; until then its duplicates are not
+     * acked either). */
     ack(id: string): void;
     /** Closes the connection for good. */
     close(): void;

@@ -4,7 +4,8 @@
  * - Reconnects with exponential back-off and full jitter (a restarted node is not hit by every
  *   client at the same instant); at once after 1001 "going away" (a draining node).
  * - Resumes with `last_seq` (the highest seq seen), so a reconnect receives only what it missed.
- * - Acks every message (the protocol has no batch ack: one `{"type":"ack"}` frame per message).
+ * - Acks every message (the protocol has no batch ack: one `{"type":"ack"}` frame per message),
+ *   and again when an acked message comes back (the first ack may have been lost).
  * - Drops duplicates by message id (delivery is at-least-once on the wire).
  * - Takes a fresh token from `getToken()` when the current one is about to expire and after a
  *   connection attempt that failed before it opened (a browser never sees the HTTP 401).
@@ -97,7 +98,8 @@ export interface Events {
 export interface Client {
   /** Subscribes to an event; returns the function that unsubscribes. */
   on<E extends keyof Events>(event: E, listener: (value: Events[E]) => void): () => void;
-  /** Acks a message (needed only with `autoAck: false`). */
+  /** Acks a message (needed only with `autoAck: false`; until then its duplicates are not
+   * acked either). */
   ack(id: string): void;
   /** Closes the connection for good. */
   close(): void;
@@ -150,7 +152,8 @@ export function connect(url: string, options: Options): Client {
   const random = opts.random || Math.random;
   const autoAck = opts.autoAck !== false;
   const listeners: { [E in keyof Events]?: Set<(v: unknown) => void> } = {};
-  const seen = new Set<string>();
+  // Recent message ids → whether they were acked (a duplicate of an acked one is acked again).
+  const seen = new Map<string, boolean>();
   let token = opts.token;
   let stale = !token;
   let lastSeq = opts.lastSeq || 0;
@@ -184,6 +187,11 @@ export function connect(url: string, options: Options): Client {
 
   function send(frame: object): void {
     if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
+  }
+
+  function ack(id: string): void {
+    if (seen.has(id)) seen.set(id, true);
+    send({ type: "ack", id });
   }
 
   function stop(): void {
@@ -292,14 +300,16 @@ export function connect(url: string, options: Options): Client {
       }
       if (frame.type === "message" && typeof frame.id === "string" && typeof frame.seq === "number") {
         if (frame.seq > lastSeq) lastSeq = frame.seq;
-        const dup = seen.has(frame.id);
-        if (!dup) {
-          seen.add(frame.id);
-          if (seen.size > windowSize) seen.delete(seen.values().next().value as string);
+        const acked = seen.get(frame.id);
+        if (acked === undefined) {
+          seen.set(frame.id, false);
+          if (seen.size > windowSize) seen.delete(seen.keys().next().value as string);
           emit("message", { id: frame.id, seq: frame.seq, payload: frame.payload });
+          if (autoAck) ack(frame.id);
+        } else if (acked) {
+          // The server resends until it hears an ack: the first one may have been lost.
+          ack(frame.id);
         }
-        // A duplicate is acked too: the server resends until it hears an ack.
-        if (autoAck || dup) send({ type: "ack", id: frame.id });
       } else if (frame.type === "welcome") {
         attempt = 0;
         const every = (frame.ping_interval_secs || 25) * 1000;
@@ -327,9 +337,7 @@ export function connect(url: string, options: Options): Client {
         set.delete(fn);
       };
     },
-    ack(id) {
-      send({ type: "ack", id });
-    },
+    ack,
     close() {
       if (done && state.state === "closed") return;
       done = true;

@@ -63,6 +63,26 @@ test("a message delivered twice is shown once and acked both times", async () =>
   client.close();
 });
 
+test("autoAck: false acks nothing by itself, not even a duplicate, until the app acks", async () => {
+  const { sockets, Fake } = scripted();
+  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake, autoAck: false });
+  const rec = record(client);
+  const s = await nextSocket(sockets, 1);
+  s.open();
+  const m = { type: "message", id: "a", seq: 1, payload: 0 };
+  s.frame(m);
+  s.frame(m);
+  assert.deepEqual(s.sent, [], "still being processed: no ack");
+  client.ack("a");
+  s.frame(m);
+  assert.deepEqual(s.sent, [
+    { type: "ack", id: "a" },
+    { type: "ack", id: "a" },
+  ]);
+  assert.equal(rec.messages.length, 1);
+  client.close();
+});
+
 test("the dedupe window forgets the oldest ids first", async () => {
   const { sockets, Fake } = scripted();
   const client = connect("ws://x/ws", { token: "t", WebSocket: Fake, dedupeWindow: 2 });

@@ -55,3 +55,31 @@ async fn demo_page_in_chromium_sends_receives_and_reconnects_after_a_crash() {
     // Straight to fd 2, so the numbers show in a `cargo test` run.
     let _ = writeln!(std::io::stderr(), "demo page: {}", measured.join("; "));
 }
+
+#[test]
+fn the_dev_api_key_goes_into_the_page_only_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushd"))
+        .args([
+            "standalone",
+            "--listen",
+            "0.0.0.0:0",
+            "--dev-api-key-in-page",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("PUSHD_JWT_SECRET", "test-jwt-secret-0123456789")
+        .env("PUSHD_API_KEY", "test-api-key-0123456789")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "exit code for bad configuration"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--dev-api-key-in-page") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+}
