@@ -8,7 +8,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench bench-cluster proto
+.PHONY: run build test tools unit lint fmt bench bench-cluster proto js
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -16,12 +16,13 @@ run: build
 	echo "" && \
 	echo "  token (user demo, 24h): $$token" && \
 	echo "  WebSocket URL:          ws://$(LISTEN)/ws?token=$$token" && \
-	echo "  demo page:              http://$(LISTEN)/?token=$$token" && \
+	echo "  demo page:              http://$(LISTEN)/#token=$$token" && \
+	echo "                          (dev mode: the page holds the API key and can send; loopback only)" && \
 	echo "  send a message:" && \
 	echo "    curl -sS -X POST http://$(LISTEN)/v1/messages -H 'Authorization: Bearer $(DEV_API_KEY)' -H 'Content-Type: application/json' -d '{\"to\":[\"demo\"],\"payload\":{\"hello\":\"world\"}}'" && \
 	echo "" && \
 	PUSHD_JWT_SECRET='$(DEV_JWT_SECRET)' PUSHD_API_KEY='$(DEV_API_KEY)' \
-	exec $(PUSHD) standalone --listen $(LISTEN) --data-dir $(DATA_DIR)
+	exec $(PUSHD) standalone --listen $(LISTEN) --data-dir $(DATA_DIR) --dev-api-key-in-page
 
 build:
 	$(CARGO) build -p pushd
@@ -61,3 +62,9 @@ proto:
 .PHONY: crds
 crds:
 	$(CARGO) run -q -p pushcluster-operator --example crdgen
+
+## js: rebuild clients/js/dist (committed; embedded in pushd) from clients/js/src with the pinned
+## TypeScript compiler that `make tools` installs (a test checks the committed copy matches)
+JS_TOOLS ?= $(or $(PUSHCLUSTER_TOOLS),$(HOME)/.cache/pushcluster/tools)/node/node_modules
+js:
+	cd clients/js && $(JS_TOOLS)/.bin/tsc -p tsconfig.json

@@ -172,7 +172,7 @@ pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid>
 
     let ttl_secs = match raw.ttl_secs {
         None | Some(Value::Null) => limits.default_ttl_secs,
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(Value::Number(n)) => match whole_number(&n) {
             Some(t) if t >= 1 && t <= limits.max_ttl_secs => t,
             _ => {
                 return Err(Invalid::bad(
@@ -216,6 +216,17 @@ pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid>
         idempotency_key,
         notification,
         mobile,
+    })
+}
+
+/// A JSON number that is a non-negative integer: `3`, and also `3.0` (JSON has one number
+/// type, and JSON Schema's `integer` includes `3.0`).
+pub(crate) fn whole_number(n: &serde_json::Number) -> Option<u64> {
+    // Up to 2^53, where every integer is exact in an f64.
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f))
+            .map(|f| f as u64)
     })
 }
 
