@@ -82,28 +82,7 @@ impl RemoteVerifier {
     pub fn cache(&self) -> &VerdictCache {
         &self.cache
     }
-}
 
-/// A token verdict from the auth role's reply; `None` when the reply is not one (the call
-/// itself failed, or the auth role refused the caller rather than the token).
-fn verdict(status: &Status) -> Option<AuthError> {
-    if status.code() != Code::Unauthenticated {
-        return None;
-    }
-    let (code, text) = status.message().split_once('|')?;
-    Some(AuthError::from_code(code, text))
-}
-
-#[async_trait]
-impl TokenVerifier for RemoteVerifier {
-    async fn verify(&self, token: &str) -> Result<String, AuthError> {
-        self.cache
-            .verify_with(token, async || self.ask(token).await)
-            .await
-    }
-}
-
-impl RemoteVerifier {
     /// One round trip to the auth role: the verdict and, when valid, the token's expiry.
     async fn ask(&self, token: &str) -> (Result<String, AuthError>, Option<u64>) {
         let mut client = self.client.clone();
@@ -130,6 +109,25 @@ impl RemoteVerifier {
                 ),
             },
         }
+    }
+}
+
+/// A token verdict from the auth role's reply; `None` when the reply is not one (the call
+/// itself failed, or the auth role refused the caller rather than the token).
+fn verdict(status: &Status) -> Option<AuthError> {
+    if status.code() != Code::Unauthenticated {
+        return None;
+    }
+    let (code, text) = status.message().split_once('|')?;
+    Some(AuthError::from_code(code, text))
+}
+
+#[async_trait]
+impl TokenVerifier for RemoteVerifier {
+    async fn verify(&self, token: &str) -> Result<String, AuthError> {
+        self.cache
+            .verify_with(token, async || self.ask(token).await)
+            .await
     }
 }
 
