@@ -8,7 +8,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench bench-cluster proto js
+.PHONY: run build test tools unit lint fmt bench bench-cluster proto js fuzz fuzz-check
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -57,6 +57,16 @@ bench-cluster: tools
 ## proto: regenerate the committed gRPC code from dataplane/proto/proto (needs protoc: make tools)
 proto:
 	PUSHCLUSTER_REGEN=1 $(CARGO) test -p pushcluster-proto --test codegen
+
+## fuzz: run every cargo-fuzz target in fuzz/ for FUZZ_SECONDS (default 60) each; installs
+## cargo-fuzz if missing (cached). FUZZ_SECONDS=5 make fuzz is a smoke run (see fuzz/README.md)
+fuzz:
+	bash fuzz/run.sh
+
+## fuzz-check: the fuzz crate builds and is lint-clean, without libFuzzer (cheap; part of CI)
+fuzz-check:
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --no-default-features --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 
 ## crds: regenerate the PushCluster CRD in crds/ and in the Helm chart (a test checks both)
 .PHONY: crds

@@ -144,6 +144,9 @@ impl Collect {
                 field: Some("payload"),
                 message: format!("`payload` is not JSON: {e}"),
             })?;
+        // Before `json!`, which would panic on a payload that passes as JSON but cannot be
+        // decoded (a lone surrogate escape).
+        pushcluster_proto::api::check_payload(&payload)?;
         let mut body = serde_json::json!({"to": req.to, "payload": payload});
         if req.ttl_secs > 0 {
             body["ttl_secs"] = req.ttl_secs.into();

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pushcluster_config::{ConnArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs};
+use pushcluster_config::{
+    ConnArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +59,8 @@ pub struct StandaloneArgs {
     pub secrets: SecretArgs,
     #[command(flatten)]
     pub jwt: JwtKeyArgs,
+    #[command(flatten)]
+    pub jwt_claims: JwtClaimArgs,
     #[command(flatten)]
     pub limits: LimitsArgs,
     #[command(flatten)]

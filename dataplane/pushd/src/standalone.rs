@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use http::StatusCode;
 use prometheus_client::registry::Registry;
-use pushcluster_auth::KeySources;
 use pushcluster_auth::keys::ReloadingVerifier;
+use pushcluster_auth::{ClaimRules, KeySources};
 use pushcluster_collect::Collect;
 use pushcluster_config::ConfigError;
 use pushcluster_dispatch::{Dispatcher, MemoryRouteTable};
@@ -37,6 +37,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Client JWT keys (HS256 secret, RS256 PEM and JWKS files; files are re-read on change).
     pub keys: KeySources,
+    /// What client JWTs' claims must say (`iss`, `aud`, leeway).
+    pub claims: ClaimRules,
     pub api_key: String,
     pub limits: Limits,
     pub push: PushConfig,
@@ -60,6 +62,7 @@ impl Config {
             ..KeySources::default()
         };
         keys.load().map_err(|e| ConfigError(e.to_string()))?;
+        let claims = crate::roles::auth::claim_rules(&a.jwt_claims)?;
         let apns = crate::mobile::apns_config(&a.apns).map_err(|e| ConfigError(e.to_string()))?;
         if a.dev_api_key_in_page && !a.listen.ip().is_loopback() {
             return Err(ConfigError(format!(
@@ -72,6 +75,7 @@ impl Config {
             listen: a.listen,
             data_dir: a.data_dir,
             keys,
+            claims,
             api_key: a.secrets.api_key,
             limits: a.limits.limits()?,
             push: PushConfig {
@@ -95,8 +99,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let store: Arc<dyn MessageStore> = Arc::new(RedbStore::open(&config.data_dir)?);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
-    let keys = Arc::new(ReloadingVerifier::new(config.keys.clone())?);
+    let keys = Arc::new(ReloadingVerifier::new(
+        config.keys.clone(),
+        config.claims.clone(),
+    )?);
     keys.metrics().register(&mut registry);
+    keys.cache().metrics().register(&mut registry);
     let key_watcher = keys.watch(KEY_POLL);
     let mobile = crate::mobile::mobile_push(config.apns.clone(), store.clone(), &mut registry)?;
     let ops = Ops::new(registry);

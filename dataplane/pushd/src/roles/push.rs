@@ -91,6 +91,8 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     args.conn.validate()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let verifier = Arc::new(RemoteVerifier::new(&args.auth_addr, args.auth_timeout)?);
+    verifier.cache().metrics().register(&mut registry);
     let ops = Ops::new(registry);
     let store = Arc::new(
         MongoStore::connect_lazy(&args.mongo.mongodb_uri, &args.mongo.mongodb_database).await?,
@@ -103,7 +105,7 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let push = Arc::new(PushService {
         hub: hub.clone(),
         store,
-        verifier: Arc::new(RemoteVerifier::new(&args.auth_addr, args.auth_timeout)?),
+        verifier,
         metrics,
         config: PushConfig {
             send_queue: args.conn.send_queue,
