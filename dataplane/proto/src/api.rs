@@ -274,6 +274,20 @@ impl RecipientState {
         }
     }
 
+    /// A recipient's state derived from its seq, the user's watermarks (acked through,
+    /// delivered through) and the message's expiry: nothing is stored per recipient.
+    pub fn derive(seq: u64, acked: u64, delivered: u64, expires_at_ms: u64, now_ms: u64) -> Self {
+        if seq <= acked {
+            RecipientState::Acked
+        } else if expires_at_ms <= now_ms {
+            RecipientState::Expired
+        } else if seq <= delivered {
+            RecipientState::Delivered
+        } else {
+            RecipientState::Pending
+        }
+    }
+
     pub fn as_u8(self) -> u8 {
         self as u8
     }
