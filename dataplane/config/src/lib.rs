@@ -57,6 +57,13 @@ pub struct LimitsArgs {
     /// Largest accepted `ttl_secs`.
     #[arg(long, env = "PUSHD_MAX_TTL_SECS", default_value_t = 30 * 86_400)]
     pub max_ttl_secs: u64,
+    /// Most messages in one batch request (a JSON array on `POST /v1/messages`, or one
+    /// gRPC `SubmitMany`).
+    #[arg(long, env = "PUSHD_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Largest batch request body, in bytes.
+    #[arg(long, env = "PUSHD_MAX_BATCH_BYTES", default_value_t = 16 << 20)]
+    pub max_batch_bytes: usize,
 }
 
 impl LimitsArgs {
@@ -71,11 +78,18 @@ impl LimitsArgs {
                 "--default-ttl-secs must be between 1 and --max-ttl-secs".into(),
             ));
         }
+        if self.max_batch == 0 || self.max_batch_bytes == 0 {
+            return Err(ConfigError(
+                "--max-batch and --max-batch-bytes must be positive".into(),
+            ));
+        }
         Ok(Limits {
             max_payload_bytes: self.max_payload_bytes,
             max_recipients: self.max_recipients,
             default_ttl_secs: self.default_ttl_secs,
             max_ttl_secs: self.max_ttl_secs,
+            max_batch: self.max_batch,
+            max_batch_bytes: self.max_batch_bytes,
         })
     }
 }
@@ -193,11 +207,13 @@ pub struct RedisArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
-    /// Use Redis Cluster (keys carry hash tags, one slot per user).
+    /// Use Redis Cluster (user keys are spread over 256 hash-tag buckets, so a batch of users
+    /// is at most 256 pipelines).
     #[arg(long, env = "PUSHD_REDIS_CLUSTER", default_value_t = false)]
     pub redis_cluster: bool,
-    /// Lifetime of a route entry; push nodes renew theirs every third of it.
-    #[arg(long, env = "PUSHD_ROUTE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lifetime of a push node's liveness key; the node renews it every third of it. Route
+    /// entries of a node whose liveness ran out are ignored (and cleaned) by readers.
+    #[arg(long, env = "PUSHD_ROUTE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub route_ttl: Duration,
 }
 

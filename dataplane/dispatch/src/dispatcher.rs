@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use pushcluster_node::{BatchBuilder, BatchMessage, NodeId, NodeTransport, Outcome, TransportError};
+use pushcluster_node::{
+    BatchBuilder, BatchMessage, NodeId, NodeTransport, Outcome, TransportError,
+};
 use pushcluster_routing::{RouteError, RouteTable};
 use pushcluster_store::{MessageStore, OutboxBatch};
 
@@ -112,7 +114,11 @@ impl Dispatcher {
     pub async fn dispatch_and_clear(&self, batch: &OutboxBatch) -> DispatchReport {
         let report = self.dispatch(batch).await;
         if report.failed == 0 {
-            if let Err(e) = self.store.complete_outbox(std::slice::from_ref(&batch.id)).await {
+            if let Err(e) = self
+                .store
+                .complete_outbox(std::slice::from_ref(&batch.id))
+                .await
+            {
                 // Dispatched again after the lease: harmless (nodes drop what they have seen).
                 tracing::warn!(batch = %batch.id, error = %e, "clearing an outbox mark failed");
             }
@@ -137,7 +143,8 @@ impl Dispatcher {
         let start = Instant::now();
         let looked_up = self.lookup_with_retry(&users).await;
         self.observe("route_lookup", start);
-        let track = self.mobile.is_some() && batch.messages.iter().any(|m| m.notification.is_some());
+        let track =
+            self.mobile.is_some() && batch.messages.iter().any(|m| m.notification.is_some());
         let mut reach: HashMap<&str, Reach> = HashMap::new();
         let nodes_of: HashMap<&str, Vec<NodeId>> = match looked_up {
             Ok(nodes) => users.iter().copied().zip(nodes).collect(),
@@ -190,7 +197,10 @@ impl Dispatcher {
                                 Outcome::Queued => {
                                     report.forwarded += 1;
                                     if track {
-                                        reach.entry(nodes_key(&nodes_of, user)).or_default().queued = true;
+                                        reach
+                                            .entry(nodes_key(&nodes_of, user))
+                                            .or_default()
+                                            .queued = true;
                                     }
                                 }
                                 Outcome::NotHere => {

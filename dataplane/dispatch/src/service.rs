@@ -27,11 +27,17 @@ impl Dispatch for DispatchService {
                 "at most {MAX_WAKE_BATCHES} batches per call"
             )));
         }
-        if ids.iter().any(|id| id.is_empty() || id.len() > MAX_ID_BYTES) {
+        if ids
+            .iter()
+            .any(|id| id.is_empty() || id.len() > MAX_ID_BYTES)
+        {
             return Err(Status::invalid_argument("a batch id is empty or too long"));
         }
         let n = ids.len() as u32;
-        let queued = match self.work.try_send(Work::Ids(ids.into_iter().map(BatchId).collect())) {
+        let queued = match self
+            .work
+            .try_send(Work::Ids(ids.into_iter().map(BatchId).collect()))
+        {
             Ok(()) => n,
             // Full: the batches are dispatched when their lease runs out.
             Err(_) => 0,

@@ -73,7 +73,9 @@ fn handle(d: Dispatcher, w: Work) -> futures_util::future::BoxFuture<'static, ()
                         }
                         // Dispatched already (by a worker that claimed it).
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(batch = %id, error = %e, "reading an outbox batch failed; left to its lease"),
+                        Err(e) => {
+                            tracing::warn!(batch = %id, error = %e, "reading an outbox batch failed; left to its lease")
+                        }
                     }
                 }
             }

@@ -62,7 +62,10 @@ impl RouteTable for MemoryRouteTable {
     async fn add(&self, node: &NodeId, users: &[&str]) -> Result<(), RouteError> {
         let mut routes = self.routes.lock().expect("route table lock");
         for u in users {
-            routes.entry((*u).to_owned()).or_default().insert(node.clone());
+            routes
+                .entry((*u).to_owned())
+                .or_default()
+                .insert(node.clone());
         }
         Ok(())
     }
@@ -144,6 +147,9 @@ mod tests {
             vec![vec![a.clone(), b.clone()], vec![a.clone()], vec![]]
         );
         t.remove(&a, &["u1", "u2"]).await.unwrap();
-        assert_eq!(t.lookup(&["u1", "u2"]).await.unwrap(), vec![vec![b], vec![]]);
+        assert_eq!(
+            t.lookup(&["u1", "u2"]).await.unwrap(),
+            vec![vec![b], vec![]]
+        );
     }
 }

@@ -165,10 +165,8 @@ pub async fn outbox(store: &dyn MessageStore) {
         .claim_outbox("worker-1", Duration::from_secs(60), 10)
         .await
         .unwrap();
-    assert_eq!(
-        claimed.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
-        [batch.id.clone()]
-    );
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, batch.id);
     assert_eq!(claimed[0].messages[0].id, batch.messages[0].id);
     assert!(
         store
@@ -178,7 +176,10 @@ pub async fn outbox(store: &dyn MessageStore) {
             .is_empty(),
         "leased"
     );
-    store.complete_outbox(&[batch.id.clone()]).await.unwrap();
+    store
+        .complete_outbox(std::slice::from_ref(&batch.id))
+        .await
+        .unwrap();
     assert!(store.outbox_batch(&batch.id).await.unwrap().is_none());
     store.complete_outbox(&[batch.id]).await.unwrap(); // again: nothing to do
 }

@@ -62,6 +62,9 @@ const SEQ_CACHE_USERS: usize = 1 << 20;
 /// Point queries in flight at once where FerretDB cannot take one `$in`.
 const PARALLEL_READS: usize = 32;
 
+/// Called with the name of every command the driver sends.
+pub type CommandCounter = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Which server answers: what it can be asked in one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Server {
@@ -131,7 +134,7 @@ impl MongoStore {
     pub async fn connect_with(
         uri: &str,
         database: &str,
-        on_command: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+        on_command: Option<CommandCounter>,
     ) -> Result<MongoStore> {
         let open_err = |e: mongodb::error::Error| Error::Open {
             path: format!("MongoDB database {database}"),

@@ -46,20 +46,35 @@ fn msg(to: &[&str]) -> pushcluster_proto::api::NewMessage {
     parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap()
 }
 
-async fn setup() -> (tempfile::TempDir, Arc<RedbStore>, Arc<MemoryRouteTable>, Arc<Recorder>, Dispatcher) {
+async fn setup() -> (
+    tempfile::TempDir,
+    Arc<RedbStore>,
+    Arc<MemoryRouteTable>,
+    Arc<Recorder>,
+    Dispatcher,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(RedbStore::open(dir.path()).unwrap());
     store.set_handoff_lease(Duration::ZERO);
     let routes = Arc::new(MemoryRouteTable::default());
     let transport = Arc::new(Recorder::default());
-    let d = Dispatcher::new(store.clone(), routes.clone(), transport.clone(), DispatchConfig::default());
+    let d = Dispatcher::new(
+        store.clone(),
+        routes.clone(),
+        transport.clone(),
+        DispatchConfig::default(),
+    );
     (dir, store, routes, transport, d)
 }
 
 #[tokio::test]
 async fn forwards_each_payload_once_per_node_and_drops_stale_routes() {
     let (_dir, store, routes, transport, d) = setup().await;
-    let (a, b, gone) = (NodeId("a".into()), NodeId("b".into()), NodeId("gone".into()));
+    let (a, b, gone) = (
+        NodeId("a".into()),
+        NodeId("b".into()),
+        NodeId("gone".into()),
+    );
     routes.add(&a, &["u1", "u3"]).await.unwrap();
     routes.add(&b, &["u1"]).await.unwrap();
     routes.add(&gone, &["u2"]).await.unwrap();
@@ -90,8 +105,14 @@ async fn forwards_each_payload_once_per_node_and_drops_stale_routes() {
             (b, 2, "u1".into(), 2),
         ]
     );
-    assert!(routes.lookup(&["u2"]).await.unwrap()[0].is_empty(), "stale route removed");
-    assert!(store.outbox_batch(&batch.id).await.unwrap().is_none(), "mark cleared");
+    assert!(
+        routes.lookup(&["u2"]).await.unwrap()[0].is_empty(),
+        "stale route removed"
+    );
+    assert!(
+        store.outbox_batch(&batch.id).await.unwrap().is_none(),
+        "mark cleared"
+    );
 }
 
 #[tokio::test]
@@ -99,14 +120,28 @@ async fn a_failed_forward_leaves_the_batch_in_the_outbox() {
     let (_dir, store, routes, transport, d) = setup().await;
     routes.add(&NodeId("down".into()), &["u1"]).await.unwrap();
     routes.add(&NodeId("a".into()), &["u2"]).await.unwrap();
-    let batch = store.submit(vec![msg(&["u1", "u2"])]).await.unwrap().batch.unwrap();
+    let batch = store
+        .submit(vec![msg(&["u1", "u2"])])
+        .await
+        .unwrap()
+        .batch
+        .unwrap();
     let report = d.dispatch_and_clear(&batch).await;
     assert_eq!((report.forwarded, report.failed), (1, 1));
-    assert!(store.outbox_batch(&batch.id).await.unwrap().is_some(), "kept for another round");
+    assert!(
+        store.outbox_batch(&batch.id).await.unwrap().is_some(),
+        "kept for another round"
+    );
     assert_eq!(transport.0.lock().unwrap().len(), 1);
     // Once the node is back, a claim dispatches it again (the node drops what it has seen).
-    routes.remove(&NodeId("down".into()), &["u1"]).await.unwrap();
-    let again = store.claim_outbox("w", Duration::from_secs(60), 10).await.unwrap();
+    routes
+        .remove(&NodeId("down".into()), &["u1"])
+        .await
+        .unwrap();
+    let again = store
+        .claim_outbox("w", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(d.dispatch_and_clear(&again[0]).await.failed, 0);
     assert!(store.outbox_batch(&batch.id).await.unwrap().is_none());
@@ -117,13 +152,25 @@ async fn a_failed_forward_leaves_the_batch_in_the_outbox() {
 async fn the_worker_takes_hand_offs_and_lost_batches() {
     let (_dir, store, routes, transport, d) = setup().await;
     routes.add(&NodeId("a".into()), &["u"]).await.unwrap();
-    let handed = store.submit(vec![msg(&["u"])]).await.unwrap().batch.unwrap();
-    let lost = store.submit(vec![msg(&["u"])]).await.unwrap().batch.unwrap();
+    let handed = store
+        .submit(vec![msg(&["u"])])
+        .await
+        .unwrap()
+        .batch
+        .unwrap();
+    let lost = store
+        .submit(vec![msg(&["u"])])
+        .await
+        .unwrap()
+        .batch
+        .unwrap();
     let (tx, rx) = crate::worker::queue(16);
     let stop = tokio::sync::Notify::new();
     let worker = crate::worker::run(d, rx, stop.notified());
     let check = async {
-        tx.send(crate::worker::Work::Batch(handed.clone())).await.unwrap();
+        tx.send(crate::worker::Work::Batch(handed.clone()))
+            .await
+            .unwrap();
         for _ in 0..200 {
             let none = store.outbox_batch(&handed.id).await.unwrap().is_none()
                 && store.outbox_batch(&lost.id).await.unwrap().is_none();
@@ -135,7 +182,10 @@ async fn the_worker_takes_hand_offs_and_lost_batches() {
         stop.notify_one();
     };
     tokio::join!(worker, check);
-    assert!(store.outbox_batch(&lost.id).await.unwrap().is_none(), "claimed and dispatched");
+    assert!(
+        store.outbox_batch(&lost.id).await.unwrap().is_none(),
+        "claimed and dispatched"
+    );
     // With a zero hand-off lease, the claim may race the hand-off and send a batch twice:
     // harmless, the node drops what a connection has seen.
     let mut seqs: Vec<u64> = transport.0.lock().unwrap().iter().map(|e| e.3).collect();

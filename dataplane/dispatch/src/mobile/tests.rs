@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
-use pushcluster_proto::api::{Limits, NewDevice, Platform, parse_submit};
 use pushcluster_node::{DeliveryBatch, NodeId, NodeTransport, Outcome, TransportError};
+use pushcluster_proto::api::{Limits, NewDevice, Platform, parse_submit};
 use pushcluster_routing::{MemoryRouteTable, RouteTable};
 use pushcluster_store::redb::RedbStore;
 use pushcluster_store::{BatchId, OutboxBatch, Submitted};
@@ -89,7 +89,10 @@ async fn setup() -> Setup {
     let store = Arc::new(RedbStore::open(dir.path()).unwrap());
     let routes = Arc::new(MemoryRouteTable::default());
     routes.add(&NodeId("n".into()), &["online"]).await.unwrap();
-    routes.add(&NodeId("gone".into()), &["stale"]).await.unwrap();
+    routes
+        .add(&NodeId("gone".into()), &["stale"])
+        .await
+        .unwrap();
     let sender = Arc::new(Fake::default());
     let push = MobilePush::new(store.clone(), sender.clone(), 4);
     let dispatcher = Dispatcher::new(

@@ -60,7 +60,10 @@ impl Node for NodeService {
                 let total = wire_batch.entries.len();
                 let (batch, bad) = DeliveryBatch::from_proto(wire_batch);
                 if !bad.is_empty() {
-                    tracing::warn!(entries = bad.len(), "deliveries with an invalid message; left in the store");
+                    tracing::warn!(
+                        entries = bad.len(),
+                        "deliveries with an invalid message; left in the store"
+                    );
                 }
                 let mut done = sink.deliver(batch).await.into_iter();
                 let mut bad = bad.into_iter().peekable();

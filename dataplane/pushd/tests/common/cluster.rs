@@ -35,6 +35,10 @@ impl Cluster {
         if o.redis_cluster {
             redis.push(s("--redis-cluster"));
         }
+        let mongo_args = vec![
+            format!("--mongodb-uri={}", mongo.uri),
+            format!("--mongodb-database={}", mongo.database),
+        ];
         let mut dispatch = Vec::new();
         for _ in 0..2 {
             let mut args = vec![
@@ -48,6 +52,7 @@ impl Cluster {
                 args.push(format!("--dns-server={dns}"));
             }
             args.extend(redis.clone());
+            args.extend(mongo_args.clone());
             args.extend(o.dispatch_args.iter().cloned());
             dispatch.push(Role::spawn("dispatch", &args).await);
         }
@@ -55,10 +60,7 @@ impl Cluster {
             .iter()
             .map(|d| format!("http://{}", d.grpc))
             .collect();
-        let mongo_args = vec![
-            format!("--mongodb-uri={}", mongo.uri),
-            format!("--mongodb-database={}", mongo.database),
-        ];
+
         let mut args = vec![
             s("--listen=127.0.0.1:0"),
             s("--grpc-listen=127.0.0.1:0"),

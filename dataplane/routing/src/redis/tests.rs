@@ -2,17 +2,30 @@ use super::*;
 use pushcluster_test_support::redis::{Redis, RedisCluster};
 
 async fn exercise(routes: &RedisRouteTable) {
-    let (a, b) = (NodeId("10.0.0.1:7001".into()), NodeId("10.0.0.2:7001".into()));
-    assert_eq!(routes.heartbeat(&a).await.unwrap(), Liveness::Restored, "first beat");
+    let (a, b) = (
+        NodeId("10.0.0.1:7001".into()),
+        NodeId("10.0.0.2:7001".into()),
+    );
+    assert_eq!(
+        routes.heartbeat(&a).await.unwrap(),
+        Liveness::Restored,
+        "first beat"
+    );
     assert_eq!(routes.heartbeat(&a).await.unwrap(), Liveness::Renewed);
     routes.heartbeat(&b).await.unwrap();
     routes.add(&a, &["u1"]).await.unwrap();
     routes.add(&b, &["u1"]).await.unwrap();
     routes.add(&a, &["u1"]).await.unwrap(); // idempotent
-    assert_eq!(routes.lookup(&["u1"]).await.unwrap(), vec![vec![a.clone(), b.clone()]]);
+    assert_eq!(
+        routes.lookup(&["u1"]).await.unwrap(),
+        vec![vec![a.clone(), b.clone()]]
+    );
     // Compare-and-delete: a's removal leaves b's entry.
     routes.remove(&a, &["u1"]).await.unwrap();
-    assert_eq!(routes.lookup(&["u1", "nobody"]).await.unwrap(), vec![vec![b.clone()], vec![]]);
+    assert_eq!(
+        routes.lookup(&["u1", "nobody"]).await.unwrap(),
+        vec![vec![b.clone()], vec![]]
+    );
     // Many users, ids with braces (no hash tag of their choosing), spread over slots: one
     // batch each way.
     let users: Vec<String> = (0..2000).map(|i| format!("user-{{{i}}}")).collect();
@@ -21,7 +34,14 @@ async fn exercise(routes: &RedisRouteTable) {
     let found = routes.lookup(&refs).await.unwrap();
     assert!(found.iter().all(|n| n == &vec![a.clone()]));
     routes.remove(&a, &refs).await.unwrap();
-    assert!(routes.lookup(&refs).await.unwrap().iter().all(Vec::is_empty));
+    assert!(
+        routes
+            .lookup(&refs)
+            .await
+            .unwrap()
+            .iter()
+            .all(Vec::is_empty)
+    );
 }
 
 #[tokio::test]
@@ -30,7 +50,9 @@ async fn routes_on_standalone_redis() {
         return;
     };
     let target = RedisTarget::Standalone(redis.url.clone());
-    let routes = RedisRouteTable::connect(&target, Duration::from_secs(30)).await.unwrap();
+    let routes = RedisRouteTable::connect(&target, Duration::from_secs(30))
+        .await
+        .unwrap();
     exercise(&routes).await;
 }
 
@@ -40,7 +62,9 @@ async fn routes_on_redis_cluster() {
         return;
     };
     let target = RedisTarget::Cluster(cluster.urls());
-    let routes = RedisRouteTable::connect(&target, Duration::from_secs(30)).await.unwrap();
+    let routes = RedisRouteTable::connect(&target, Duration::from_secs(30))
+        .await
+        .unwrap();
     exercise(&routes).await;
 }
 
@@ -52,8 +76,12 @@ async fn dead_nodes_are_skipped_and_a_redis_restart_is_noticed() {
         return;
     };
     let target = RedisTarget::Standalone(redis.url.clone());
-    let routes = RedisRouteTable::connect(&target, Duration::from_secs(30)).await.unwrap();
-    let short = RedisRouteTable::connect(&target, Duration::from_secs(1)).await.unwrap();
+    let routes = RedisRouteTable::connect(&target, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let short = RedisRouteTable::connect(&target, Duration::from_secs(1))
+        .await
+        .unwrap();
     let (live, dead) = (NodeId("live".into()), NodeId("dead".into()));
     routes.heartbeat(&live).await.unwrap();
     short.heartbeat(&dead).await.unwrap();
@@ -62,16 +90,29 @@ async fn dead_nodes_are_skipped_and_a_redis_restart_is_noticed() {
     assert_eq!(routes.lookup(&["u"]).await.unwrap()[0].len(), 2);
     // `dead` stops beating: after its TTL (and the reader's cache) it is gone.
     tokio::time::sleep(Duration::from_millis(1300).max(LIVENESS_CACHE)).await;
-    assert_eq!(routes.lookup(&["u"]).await.unwrap(), vec![vec![live.clone()]]);
-    let members: Vec<String> = routes.query(redis::cmd("SMEMBERS").arg(user_key("u"))).await.unwrap();
-    assert_eq!(members, vec!["live".to_string()], "the dead entry was cleaned");
+    assert_eq!(
+        routes.lookup(&["u"]).await.unwrap(),
+        vec![vec![live.clone()]]
+    );
+    let members: Vec<String> = routes
+        .query(redis::cmd("SMEMBERS").arg(user_key("u")))
+        .await
+        .unwrap();
+    assert_eq!(
+        members,
+        vec!["live".to_string()],
+        "the dead entry was cleaned"
+    );
     // A drained node leaves at once.
     routes.leave(&live).await.unwrap();
     assert!(routes.lookup(&["u"]).await.unwrap()[0].is_empty());
 
     routes.heartbeat(&live).await.unwrap();
     redis.stop();
-    assert!(routes.heartbeat(&live).await.is_err(), "Redis down is an error, not a hang");
+    assert!(
+        routes.heartbeat(&live).await.is_err(),
+        "Redis down is an error, not a hang"
+    );
     redis.restart().await;
     let mut beat = None;
     for _ in 0..50 {

@@ -31,9 +31,12 @@ pub(super) struct Buffer {
     wake: Arc<Notify>,
 }
 
+/// Who waits for an ack to be written.
+type AckWaiters = Vec<oneshot::Sender<Result<AckOutcome>>>;
+
 #[derive(Default)]
 struct State {
-    acks: HashMap<String, (u64, Vec<oneshot::Sender<Result<AckOutcome>>>)>,
+    acks: HashMap<String, (u64, AckWaiters)>,
     delivered: HashMap<String, u64>,
     /// What this node wrote (or read) last per user: (acked, delivered, marks since the last
     /// compaction). Bounded: cleared when it grows past [`KNOWN_USERS`].

@@ -129,7 +129,7 @@ mod tests {
         c.next("u0");
         c.trim();
         assert!(c.len() <= 16);
-        assert_eq!(c.next("u0").is_some(), true, "recently touched stays");
+        assert!(c.next("u0").is_some(), "recently touched stays");
         assert_eq!(c.next("u1"), None, "old ones go");
     }
 

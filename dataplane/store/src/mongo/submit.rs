@@ -113,12 +113,15 @@ struct Slot {
     index: usize,
 }
 
+/// A job's reply channel and its messages' results so far.
+type Replies = (
+    oneshot::Sender<Result<Accepted>>,
+    Vec<Option<Result<Submitted>>>,
+);
+
 /// A batch after its accept, before its completion.
 struct AcceptedBatch {
-    jobs: Vec<(
-        oneshot::Sender<Result<Accepted>>,
-        Vec<Option<Result<Submitted>>>,
-    )>,
+    jobs: Vec<Replies>,
     /// The durable outbox document, or why there is none.
     written: std::result::Result<(BatchId, Vec<(Slot, Msg)>), ()>,
     /// The completed batch, for dispatch.
