@@ -175,11 +175,24 @@ impl Collect {
                 return vec![Err(reason.to_owned()); n];
             }
         };
-        if let Some(batch) = accepted.batch {
-            self.metrics
-                .messages_accepted
-                .inc_by(batch.messages.len() as u64);
-            self.handoff.accepted(batch);
+        let new = accepted
+            .results
+            .iter()
+            .filter(|r| matches!(r, Ok(Submitted::New(_))))
+            .count();
+        self.metrics.messages_accepted.inc_by(new as u64);
+        match accepted.batch.try_now() {
+            Ok(Some(batch)) => self.handoff.accepted(batch),
+            Ok(None) => {}
+            // Handed over once the store completed it (its rows written).
+            Err(later) => {
+                let handoff = self.handoff.clone();
+                tokio::spawn(async move {
+                    if let Some(batch) = later.wait().await {
+                        handoff.accepted(batch);
+                    }
+                });
+            }
         }
         accepted
             .results

@@ -196,6 +196,23 @@ pub struct ShutdownArgs {
     pub grace_period: Duration,
 }
 
+/// The outbox: how long accepted batches and claimed batches are leased.
+#[derive(Debug, Clone, Args)]
+pub struct OutboxArgs {
+    /// How long a just-accepted batch stays leased to the dispatch it is handed to; a
+    /// hand-off that is lost (the accepting node died, the wake-up failed) is dispatched by
+    /// any worker once this runs out.
+    #[arg(long, env = "PUSHD_HANDOFF_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handoff_lease: Duration,
+    /// How long a batch claimed by a dispatch worker stays its own (a worker that dies
+    /// leaves its batches to others after this).
+    #[arg(long, env = "PUSHD_OUTBOX_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub outbox_lease: Duration,
+    /// How often a dispatch worker looks for batches whose lease ran out.
+    #[arg(long, env = "PUSHD_CLAIM_EVERY", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub claim_every: Duration,
+}
+
 /// The route table in Redis (push and dispatch).
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {

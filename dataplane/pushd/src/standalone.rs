@@ -46,6 +46,7 @@ pub struct Config {
     pub push: PushConfig,
     pub grace_period: Duration,
     pub sweep_interval: Duration,
+    pub outbox: pushcluster_config::OutboxArgs,
     /// APNs, when `--apns-key-file` is given: mobile push for messages with a notification.
     pub apns: Option<pushcluster_apns::ApnsConfig>,
 }
@@ -79,6 +80,7 @@ impl Config {
             },
             grace_period: a.shutdown.grace_period,
             sweep_interval: a.sweep_interval,
+            outbox: a.outbox,
             apns,
         })
     }
@@ -86,7 +88,9 @@ impl Config {
 
 /// Runs until `stop` completes, then drains within the grace period.
 pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let store: Arc<dyn MessageStore> = Arc::new(RedbStore::open(&config.data_dir)?);
+    let redb = RedbStore::open(&config.data_dir)?;
+    redb.set_handoff_lease(config.outbox.handoff_lease);
+    let store: Arc<dyn MessageStore> = Arc::new(redb);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let keys = Arc::new(ReloadingVerifier::new(config.keys.clone())?);

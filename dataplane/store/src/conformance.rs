@@ -26,9 +26,29 @@ pub fn stored(s: &Submitted) -> StoredMessage {
     }
 }
 
-/// Submits one message; its result.
+/// Submits messages and waits until their batch may be dispatched (so replays see them);
+/// the results and the batch.
+pub async fn submit(
+    store: &dyn MessageStore,
+    msgs: Vec<NewMessage>,
+) -> (Vec<crate::Result<Submitted>>, Option<crate::OutboxBatch>) {
+    let accepted = store.submit(msgs).await.unwrap();
+    (accepted.results, accepted.batch.wait().await)
+}
+
+/// Submits one message; its result, with the recipients' seqs as finally stored (a store
+/// may move a seq another node took before its batch is ready).
 pub async fn one(store: &dyn MessageStore, m: NewMessage) -> Submitted {
-    store.submit(vec![m]).await.unwrap().single().unwrap()
+    let (mut results, batch) = submit(store, vec![m]).await;
+    match (results.remove(0).unwrap(), batch) {
+        (Submitted::New(m), Some(b)) => Submitted::New(
+            b.messages
+                .into_iter()
+                .find(|x| x.id == m.id)
+                .expect("a new message is in its batch"),
+        ),
+        (r, _) => r,
+    }
 }
 
 /// Submits one message that must be new.
@@ -43,16 +63,16 @@ fn seqs(p: &crate::PendingPage) -> Vec<u64> {
 /// Seqs per user in batch order, no gaps; pages in order with payloads; one outbox batch per
 /// submit holding its new messages.
 pub async fn seqs_and_pending_order(store: &dyn MessageStore) {
-    let accepted = store
-        .submit(vec![
+    let (results, batch) = submit(
+        store,
+        vec![
             msg(&["u1", "u2"], "1", None, 60),
             msg(&["u1"], "2", None, 60),
-        ])
-        .await
-        .unwrap();
-    let batch = accepted.batch.clone().expect("new messages make a batch");
-    let results: Vec<StoredMessage> = accepted
-        .results
+        ],
+    )
+    .await;
+    let batch = batch.expect("new messages make a batch");
+    let results: Vec<StoredMessage> = results
         .iter()
         .map(|r| stored(r.as_ref().unwrap()))
         .collect();
@@ -127,35 +147,30 @@ pub async fn idempotency(store: &dyn MessageStore) {
     let again = one(store, msg(&["i1"], "1", Some("k1"), 60)).await;
     assert!(matches!(again, Submitted::Duplicate { .. }));
     assert_eq!(first.id(), again.id());
-    let both = store
-        .submit(vec![
+    let (results, batch) = submit(
+        store,
+        vec![
             msg(&["i1"], "2", Some("k2"), 60),
             msg(&["i1"], "2", Some("k2"), 60),
             msg(&["i1"], "3", Some("k1"), 60),
-        ])
-        .await
-        .unwrap();
-    let r: Vec<_> = both.results.into_iter().map(Result::unwrap).collect();
+        ],
+    )
+    .await;
+    let r: Vec<_> = results.into_iter().map(Result::unwrap).collect();
     assert!(matches!(r[0], Submitted::New(_)));
     assert!(matches!(&r[1], Submitted::Duplicate { id } if id == r[0].id()));
     assert!(matches!(&r[2], Submitted::Duplicate { id } if id == first.id()));
-    assert_eq!(both.batch.map(|b| b.messages.len()), Some(1));
+    assert_eq!(batch.map(|b| b.messages.len()), Some(1));
     assert_eq!(seqs(&store.pending("i1", 0, 10).await.unwrap()), [1, 2]);
-    let dup_only = store
-        .submit(vec![msg(&["i1"], "1", Some("k1"), 60)])
-        .await
-        .unwrap();
-    assert!(dup_only.batch.is_none(), "nothing new, nothing to dispatch");
+    let (_, dup_only) = submit(store, vec![msg(&["i1"], "1", Some("k1"), 60)]).await;
+    assert!(dup_only.is_none(), "nothing new, nothing to dispatch");
 }
 
 /// A batch is leased to its submitter for the hand-off lease, then any worker claims it,
 /// once per lease; completing clears it.
 pub async fn outbox(store: &dyn MessageStore) {
-    let accepted = store
-        .submit(vec![msg(&["o1", "o2"], "1", None, 60)])
-        .await
-        .unwrap();
-    let batch = accepted.batch.unwrap();
+    let (_, batch) = submit(store, vec![msg(&["o1", "o2"], "1", None, 60)]).await;
+    let batch = batch.unwrap();
     let read = store.outbox_batch(&batch.id).await.unwrap().unwrap();
     assert_eq!(read.messages.len(), 1);
     assert_eq!(read.messages[0].recipients, batch.messages[0].recipients);

@@ -96,7 +96,9 @@ pub enum DeviceSaved {
 /// Outcome of [`MessageStore::submit`].
 #[derive(Debug, Clone)]
 pub enum Submitted {
-    /// Newly stored: hand it to dispatch.
+    /// Newly stored. Its recipients' seqs are final in the ready batch
+    /// ([`Accepted::batch`]): a store shared by several accepting nodes may move a seq that
+    /// another node took before the batch is ready.
     New(StoredMessage),
     /// The idempotency key matched an earlier message: nothing new to deliver.
     Duplicate { id: String },
@@ -214,14 +216,12 @@ pub trait MessageStore: Send + Sync + 'static {
 }
 
 /// What [`MessageStore::submit`] accepted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Accepted {
     /// One per submitted message, in order.
     pub results: Vec<Result<Submitted>>,
-    /// The outbox batch of the new messages, already leased to the caller's dispatch for a
-    /// short while (hand it over at once; if it is lost, a worker claims it when the lease
-    /// runs out).
-    pub batch: Option<OutboxBatch>,
+    /// The outbox batch of the new messages, for dispatch once it may be dispatched.
+    pub batch: BatchReady,
 }
 
 impl Accepted {
@@ -231,6 +231,53 @@ impl Accepted {
             .into_iter()
             .next()
             .unwrap_or_else(|| Err(Error::Corrupt("no result for a submitted message".into())))
+    }
+}
+
+/// When an accepted batch may be handed to dispatch: at once (the embedded store writes
+/// everything in the accepting transaction), or once the store has written the rows replays
+/// read (MongoDB: they follow the durable outbox write, and dispatching before them would let
+/// a reconnecting client miss a message). The batch is leased to the caller's dispatch for a
+/// short while; a batch that never becomes ready (its completion failed) is claimed by a
+/// worker when the lease runs out.
+#[derive(Debug, Default)]
+pub struct BatchReady(Ready);
+
+#[derive(Debug, Default)]
+enum Ready {
+    /// Nothing new to dispatch.
+    #[default]
+    None,
+    Now(OutboxBatch),
+    Later(tokio::sync::oneshot::Receiver<OutboxBatch>),
+}
+
+impl BatchReady {
+    pub fn now(batch: Option<OutboxBatch>) -> BatchReady {
+        BatchReady(batch.map_or(Ready::None, Ready::Now))
+    }
+
+    pub fn later(rx: tokio::sync::oneshot::Receiver<OutboxBatch>) -> BatchReady {
+        BatchReady(Ready::Later(rx))
+    }
+
+    /// The batch if it is ready now (`Ok`), or what to wait on (`Err`).
+    pub fn try_now(self) -> std::result::Result<Option<OutboxBatch>, BatchReady> {
+        match self.0 {
+            Ready::None => Ok(None),
+            Ready::Now(b) => Ok(Some(b)),
+            later => Err(BatchReady(later)),
+        }
+    }
+
+    /// The batch once it may be dispatched; `None` if there is none or it never will be
+    /// (left to its lease).
+    pub async fn wait(self) -> Option<OutboxBatch> {
+        match self.0 {
+            Ready::None => None,
+            Ready::Now(b) => Some(b),
+            Ready::Later(rx) => rx.await.ok(),
+        }
     }
 }
 

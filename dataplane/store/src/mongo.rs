@@ -17,7 +17,9 @@
 //! - `marks`: insert-only watermarks `{_id: "<user>\x1f<a|d>\x1f<seq>", u, k, s}`: the user's
 //!   acked-through (`a`) and delivered-through (`d`) seqs are the highest of their kind;
 //!   older ones are deleted in bulk now and then.
-//! - `floors`: `{_id: user, s}`: the highest seq of a user whose rows were purged, so seqs
+//! - `users`: `{_id: user, s}`, inserted when a user is first given a seq (its duplicate-key
+//!   error is how a collect node learns in one insert which of a batch's unknown users are
+//!   new); `s` is the floor a purge leaves: the highest seq whose row it deleted, so seqs
 //!   never go back.
 //! - `devices` and `mobile`: users' mobile devices and per-(message, device) notification
 //!   records, see [`devices`].
@@ -84,7 +86,7 @@ pub struct MongoStore {
     msgs: Collection<Document>,
     rows: Collection<Document>,
     marks: Collection<Document>,
-    floors: Collection<Document>,
+    users: Collection<Document>,
     devices: Collection<Document>,
     mobile: Collection<Document>,
     server: Arc<std::sync::OnceLock<Server>>,
@@ -165,7 +167,7 @@ impl MongoStore {
             msgs: db.collection("msgs"),
             rows: db.collection("rows"),
             marks: db.collection("marks"),
-            floors: db.collection("floors"),
+            users: db.collection("users"),
             devices: db.collection("devices"),
             mobile: db.collection("mobile"),
             db,
@@ -327,6 +329,29 @@ fn error_code(e: &mongodb::error::Error) -> Option<i32> {
         ErrorKind::Command(c) => Some(c.code),
         _ => None,
     }
+}
+
+/// The indexes of an unordered `insert_many`'s documents that hit an existing `_id` (or
+/// unique key); any other failure is an error.
+fn duplicate_indexes(e: mongodb::error::Error) -> Result<Vec<usize>> {
+    let mongodb::error::ErrorKind::InsertMany(ref many) = *e.kind else {
+        return Err(backend(e));
+    };
+    if many.write_concern_error.is_some()
+        || many
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|w| w.code != DUPLICATE_KEY)
+    {
+        return Err(backend(e));
+    }
+    Ok(many
+        .write_errors
+        .iter()
+        .flatten()
+        .map(|w| w.index)
+        .collect())
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
-use pushcluster_config::{LogArgs, MongoArgs, RedisArgs, ShutdownArgs};
+use pushcluster_config::{LogArgs, MongoArgs, OutboxArgs, RedisArgs, ShutdownArgs};
 use pushcluster_dispatch::service::DispatchService;
 use pushcluster_dispatch::{DispatchConfig, Dispatcher, worker};
 use pushcluster_node::grpc::GrpcTransport;
@@ -49,6 +49,8 @@ pub struct DispatchArgs {
     #[arg(long, env = "PUSHD_DISPATCH_IN_FLIGHT", default_value_t = 8)]
     pub in_flight: usize,
     #[command(flatten)]
+    pub outbox: OutboxArgs,
+    #[command(flatten)]
     pub apns: pushcluster_apns::ApnsArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
@@ -76,6 +78,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let config = DispatchConfig {
         owner: format!("dispatch-{}-{}", std::process::id(), args.grpc_listen),
         in_flight: args.in_flight.max(1),
+        lease: args.outbox.outbox_lease,
+        claim_every: args.outbox.claim_every,
         ..DispatchConfig::default()
     };
     let mut dispatcher =

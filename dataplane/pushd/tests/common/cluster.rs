@@ -20,6 +20,10 @@ pub struct Options {
     pub dns: Option<SocketAddr>,
     /// Extra flags for every dispatch replica (e.g. `--apns-…`).
     pub dispatch_args: Vec<String>,
+    /// Extra flags for collect (a `--dispatch-addr` here replaces the real one).
+    pub collect_args: Vec<String>,
+    /// Extra flags for every push node.
+    pub push_args: Vec<String>,
 }
 
 impl Cluster {
@@ -61,12 +65,16 @@ impl Cluster {
             .map(|d| format!("http://{}", d.grpc))
             .collect();
 
-        let mut args = vec![
-            s("--listen=127.0.0.1:0"),
-            s("--grpc-listen=127.0.0.1:0"),
-            format!("--dispatch-addr={}", dispatch_addrs.join(",")),
-        ];
+        let mut args = vec![s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")];
+        if !o
+            .collect_args
+            .iter()
+            .any(|a| a.starts_with("--dispatch-addr="))
+        {
+            args.push(format!("--dispatch-addr={}", dispatch_addrs.join(",")));
+        }
         args.extend(mongo_args.clone());
+        args.extend(o.collect_args.iter().cloned());
         let collect = Role::spawn("collect", &args).await;
         let mut pushes = Vec::new();
         for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
@@ -75,10 +83,13 @@ impl Cluster {
                 format!("--grpc-listen={ip}:0"),
                 format!("--node-ip={ip}"),
                 format!("--auth-addr=http://{}", auth.grpc),
-                s("--grace-period=3s"),
             ];
+            if !o.push_args.iter().any(|a| a.starts_with("--grace-period=")) {
+                args.push(s("--grace-period=3s"));
+            }
             args.extend(redis.clone());
             args.extend(mongo_args.clone());
+            args.extend(o.push_args.iter().cloned());
             pushes.push(Role::spawn("push", &args).await);
         }
         Cluster {
@@ -102,5 +113,7 @@ pub fn local(redis_url: String) -> Options {
         template: "{ip}:{port}".into(),
         dns: None,
         dispatch_args: Vec::new(),
+        collect_args: Vec::new(),
+        push_args: Vec::new(),
     }
 }

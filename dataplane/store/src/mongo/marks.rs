@@ -142,22 +142,10 @@ async fn flush(s: &MongoStore) {
             docs.push(mark(u, "d", *seq));
         }
     }
+    // The same mark twice (two nodes, or a retry) is written all the same.
     let written = match s.marks.insert_many(docs).ordered(false).await {
         Ok(_) => Ok(()),
-        Err(e) => match &*e.kind {
-            // The same mark twice (two nodes, or a retry): written all the same.
-            mongodb::error::ErrorKind::InsertMany(many)
-                if many.write_concern_error.is_none()
-                    && many
-                        .write_errors
-                        .iter()
-                        .flatten()
-                        .all(|w| w.code == super::DUPLICATE_KEY) =>
-            {
-                Ok(())
-            }
-            _ => Err(e),
-        },
+        Err(e) => super::duplicate_indexes(e).map(|_| ()),
     };
     let mut sweep = Vec::new();
     {

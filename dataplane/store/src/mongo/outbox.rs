@@ -57,23 +57,10 @@ async fn insert_new(
     if docs.is_empty() {
         return Ok(Vec::new());
     }
-    let err = match coll.insert_many(docs.clone()).ordered(false).await {
+    let taken = match coll.insert_many(docs.clone()).ordered(false).await {
         Ok(_) => return Ok(Vec::new()),
-        Err(e) => e,
+        Err(e) => super::duplicate_indexes(e)?,
     };
-    let mongodb::error::ErrorKind::InsertMany(ref many) = *err.kind else {
-        return Err(backend(err));
-    };
-    if many.write_concern_error.is_some() {
-        return Err(backend(err));
-    }
-    let mut taken = Vec::new();
-    for w in many.write_errors.iter().flatten() {
-        if w.code != super::DUPLICATE_KEY {
-            return Err(backend(err));
-        }
-        taken.push(w.index);
-    }
     // Which duplicates belong to another message.
     let mut conflicts = Vec::new();
     for k in taken {

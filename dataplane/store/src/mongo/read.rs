@@ -123,18 +123,23 @@ pub(super) async fn by_id(
     }
 }
 
-/// Recipients in `to` order, each state derived from the user's watermarks.
+/// Recipients in `to` order, each state derived from the user's watermarks. A message
+/// accepted but not yet completed (its batch's rows are being written) is read from the
+/// outbox, which holds only batches not yet dispatched.
 pub(super) async fn status(s: &MongoStore, id: &str) -> Result<Option<MessageStatus>> {
-    let Some(d) = s
+    let found = s
         .msgs
         .find_one(doc! {"_id": id})
         .projection(doc! {"p": 0})
         .await
-        .map_err(backend)?
-    else {
-        return Ok(None);
+        .map_err(backend)?;
+    let mut d = match found {
+        Some(d) => d,
+        None => match in_outbox(s, id).await? {
+            Some(d) => d,
+            None => return Ok(None),
+        },
     };
-    let mut d = d;
     d.insert("p", ""); // the layout wants one; status does not read it
     let m = Msg::from_doc(&d)?.stored;
     let users: Vec<String> = m.recipients.iter().map(|(u, _)| u.clone()).collect();
@@ -155,5 +160,24 @@ pub(super) async fn status(s: &MongoStore, id: &str) -> Result<Option<MessageSta
         expires_at_ms: m.expires_at_ms,
         recipients,
         mobile: super::devices::records(s, id).await?,
+    }))
+}
+
+/// The message `id` as the outbox holds it, if its batch is still there.
+async fn in_outbox(s: &MongoStore, id: &str) -> Result<Option<Document>> {
+    let Some(batch) = s
+        .outbox
+        .find_one(doc! {"m._id": id})
+        .await
+        .map_err(backend)?
+    else {
+        return Ok(None);
+    };
+    let msgs = batch.get_array("m").map_err(|_| {
+        crate::Error::Corrupt(format!("messages of outbox batch {:?}", batch.get("_id")))
+    })?;
+    Ok(msgs.iter().find_map(|m| match m {
+        mongodb::bson::Bson::Document(m) if m.get_str("_id") == Ok(id) => Some(m.clone()),
+        _ => None,
     }))
 }

@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::docs::Msg;
 use super::{MongoStore, PARALLEL_READS, Server, backend, get_str, get_u64, ms};
 use crate::{
-    Accepted, BatchId, Error, OutboxBatch, Payload, Result, StoredMessage, Submitted,
+    Accepted, BatchId, BatchReady, Error, OutboxBatch, Payload, Result, StoredMessage, Submitted,
     new_message_id,
 };
 
@@ -83,27 +83,57 @@ async fn gather(rx: &mut mpsc::Receiver<Job>, held: &mut Option<Job>) -> Option<
 pub(super) async fn run(s: MongoStore, mut rx: mpsc::Receiver<Job>) {
     let completing = Arc::new(Semaphore::new(COMPLETING));
     let mut held = None;
-    // Resolved when the previous batch has released its replies.
+    // Resolved when the previous batch was handed over (or given up).
     let mut previous: Option<oneshot::Receiver<()>> = None;
     while let Some(jobs) = gather(&mut rx, &mut held).await {
-        let accepted = accept(&s, jobs).await;
+        let mut accepted = accept(&s, jobs).await;
+        // The durable write is done: answer now. The batch is handed over once its rows
+        // are written, in batch order.
+        let written = std::mem::replace(&mut accepted.written, Err(()));
+        let Ok((batch, msgs)) = written else {
+            accepted.reply(None);
+            continue;
+        };
+        let (ready_tx, ready_rx) = oneshot::channel();
+        for (slot, m) in &msgs {
+            accepted.set(slot, Ok(Submitted::New(m.stored.clone())));
+        }
+        accepted.reply(Some(ready_rx));
+        let msgs: Vec<Msg> = msgs.into_iter().map(|(_, m)| m).collect();
         let permit = completing
             .clone()
             .acquire_owned()
             .await
             .expect("never closed");
-        let (done, next) = oneshot::channel();
+        let (done, next) = oneshot::channel::<()>();
         let prev = previous.replace(next);
         let s = s.clone();
         tokio::spawn(async move {
-            let ready = finish(&s, accepted).await;
+            let settled = settle(&s, batch, msgs).await;
             if let Some(prev) = prev {
-                let _ = prev.await; // dropped sender (a panic) also releases
+                let _ = prev.await; // a dropped sender (a panic) also releases
             }
-            ready.reply();
+            if let Some(b) = settled {
+                let _ = ready_tx.send(b);
+            }
             drop(done);
             drop(permit);
         });
+    }
+}
+
+/// Writes a batch's messages and rows; the batch to dispatch, or `None` to leave it to its
+/// lease (dispatch must not see a message before its rows).
+async fn settle(s: &MongoStore, batch: BatchId, mut msgs: Vec<Msg>) -> Option<OutboxBatch> {
+    match super::outbox::settle(s, &batch, &mut msgs).await {
+        Ok(()) => Some(OutboxBatch {
+            id: batch,
+            messages: msgs.into_iter().map(|m| m.stored).collect(),
+        }),
+        Err(e) => {
+            tracing::warn!(batch = %batch, error = %e, "completing a batch failed; left to the outbox");
+            None
+        }
     }
 }
 
@@ -124,8 +154,6 @@ struct AcceptedBatch {
     jobs: Vec<Replies>,
     /// The durable outbox document, or why there is none.
     written: std::result::Result<(BatchId, Vec<(Slot, Msg)>), ()>,
-    /// The completed batch, for dispatch.
-    handoff: Option<OutboxBatch>,
 }
 
 /// Claims keys, allocates seqs, inserts the outbox document.
@@ -143,7 +171,6 @@ async fn accept(s: &MongoStore, jobs: Vec<Job>) -> AcceptedBatch {
     let mut batch_out = AcceptedBatch {
         jobs: replies,
         written: Err(()),
-        handoff: None,
     };
     // Idempotency keys: the claim is the insert of `{_id: key}`. A key twice in one batch is
     // the first one's duplicate.
@@ -206,7 +233,7 @@ async fn accept(s: &MongoStore, jobs: Vec<Job>) -> AcceptedBatch {
         .collect();
     let missing = s.seqs.lock().expect("seq cache").missing(users);
     if !missing.is_empty() {
-        match load_users(s, &missing).await {
+        match known_users(s, &missing).await {
             Ok(highs) => {
                 let mut cache = s.seqs.lock().expect("seq cache");
                 for (u, h) in highs {
@@ -284,30 +311,6 @@ async fn accept(s: &MongoStore, jobs: Vec<Job>) -> AcceptedBatch {
     batch_out
 }
 
-/// Completes an accepted batch (messages and rows); the results to release.
-async fn finish(s: &MongoStore, mut b: AcceptedBatch) -> AcceptedBatch {
-    let Ok((batch, msgs)) = std::mem::replace(&mut b.written, Err(())) else {
-        return b;
-    };
-    let (slots, mut msgs): (Vec<Slot>, Vec<Msg>) = msgs.into_iter().unzip();
-    let completed = super::outbox::settle(s, &batch, &mut msgs).await;
-    if let Err(e) = &completed {
-        // Stored durably in the outbox: a dispatch worker completes it when the lease runs
-        // out. Not handed over now (dispatch must not see a message without its rows).
-        tracing::warn!(batch = %batch, error = %e, "completing a batch failed; left to the outbox");
-    }
-    for (slot, m) in slots.iter().zip(&msgs) {
-        b.set(slot, Ok(Submitted::New(m.stored.clone())));
-    }
-    if completed.is_ok() {
-        b.handoff = Some(OutboxBatch {
-            id: batch,
-            messages: msgs.into_iter().map(|m| m.stored).collect(),
-        });
-    }
-    b
-}
-
 impl AcceptedBatch {
     fn set(&mut self, slot: &Slot, r: Result<Submitted>) {
         self.jobs[slot.job].1[slot.index] = Some(r);
@@ -321,18 +324,16 @@ impl AcceptedBatch {
         }
     }
 
-    /// Sends every job its results; the batch goes with the first job's.
-    fn reply(mut self) {
-        let mut handoff = self.handoff.take();
+    /// Sends every job its results; the batch (when it is ready) goes with the first job's.
+    fn reply(self, ready: Option<oneshot::Receiver<OutboxBatch>>) {
+        let mut ready = ready;
         for (tx, results) in self.jobs {
             let results = results
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|| Err(Error::Corrupt("message left unanswered".into()))))
                 .collect();
-            let _ = tx.send(Ok(Accepted {
-                results,
-                batch: handoff.take(),
-            }));
+            let batch = ready.take().map(BatchReady::later).unwrap_or_default();
+            let _ = tx.send(Ok(Accepted { results, batch }));
         }
     }
 }
@@ -348,22 +349,10 @@ async fn insert_claims(s: &MongoStore, claims: Vec<Document>) -> Result<Vec<Stri
         .collect::<Result<_>>()?;
     match s.idem.insert_many(claims).ordered(false).await {
         Ok(_) => Ok(Vec::new()),
-        Err(e) => {
-            let mongodb::error::ErrorKind::InsertMany(ref many) = *e.kind else {
-                return Err(backend(e));
-            };
-            if many.write_concern_error.is_some() {
-                return Err(backend(e));
-            }
-            let mut taken = Vec::new();
-            for w in many.write_errors.iter().flatten() {
-                if w.code != super::DUPLICATE_KEY {
-                    return Err(backend(e));
-                }
-                taken.extend(keys.get(w.index).cloned());
-            }
-            Ok(taken)
-        }
+        Err(e) => Ok(super::duplicate_indexes(e)?
+            .into_iter()
+            .filter_map(|i| keys.get(i).cloned())
+            .collect()),
     }
 }
 
@@ -413,6 +402,28 @@ async fn earlier(s: &MongoStore, key: &str, batch: &BatchId, now: u64) -> Result
     })
 }
 
+/// The highest seq of each of `users` the cache does not know: brand-new users (their
+/// `users` document is inserted now) start at 0; the others are loaded.
+async fn known_users(s: &MongoStore, users: &[String]) -> Result<Vec<(String, u64)>> {
+    let docs: Vec<Document> = users.iter().map(|u| doc! {"_id": u, "s": 0_i64}).collect();
+    let existing: Vec<String> = match s.users.insert_many(docs).ordered(false).await {
+        Ok(_) => Vec::new(),
+        Err(e) => super::duplicate_indexes(e)?
+            .into_iter()
+            .filter_map(|i| users.get(i).cloned())
+            .collect(),
+    };
+    let mut highs: Vec<(String, u64)> = users
+        .iter()
+        .filter(|u| !existing.contains(u))
+        .map(|u| (u.clone(), 0))
+        .collect();
+    if !existing.is_empty() {
+        highs.extend(load_users(s, &existing).await?);
+    }
+    Ok(highs)
+}
+
 /// The highest seq of each user: the highest row, or the floor a purge left.
 pub(super) async fn load_users(s: &MongoStore, users: &[String]) -> Result<Vec<(String, u64)>> {
     let mut highs: HashMap<String, u64> = users.iter().map(|u| (u.clone(), 0)).collect();
@@ -427,7 +438,7 @@ pub(super) async fn load_users(s: &MongoStore, users: &[String]) -> Result<Vec<(
                 raise(&mut highs, &d)?;
             }
             let mut floors = s
-                .floors
+                .users
                 .find(doc! {"_id": {"$in": users}})
                 .await
                 .map_err(backend)?;
@@ -444,7 +455,7 @@ pub(super) async fn load_users(s: &MongoStore, users: &[String]) -> Result<Vec<(
                         .sort(doc! {"s": -1})
                         .limit(1)
                         .projection(doc! {"s": 1, "u": 1});
-                    let floor = s.floors.find_one(doc! {"_id": &u});
+                    let floor = s.users.find_one(doc! {"_id": &u});
                     let (top, floor) = tokio::join!(top, floor);
                     let mut out: Vec<Document> =
                         top.map_err(backend)?.try_collect().await.map_err(backend)?;

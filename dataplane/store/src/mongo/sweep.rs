@@ -60,7 +60,7 @@ pub(super) async fn purge(s: &MongoStore, now_ms: u64) -> Result<u64> {
         .collect();
     run(
         s,
-        doc! {"update": s.floors.name(), "updates": ups, "ordered": false},
+        doc! {"update": s.users.name(), "updates": ups, "ordered": false},
     )
     .await?;
     run(
@@ -91,6 +91,16 @@ pub(super) async fn purge(s: &MongoStore, now_ms: u64) -> Result<u64> {
     run(
         s,
         doc! {"delete": s.msgs.name(), "deletes": gone, "ordered": false},
+    )
+    .await?;
+    // A batch never dispatched within its messages' retention: nothing left to dispatch.
+    let stale: Vec<Document> = msgs
+        .iter()
+        .map(|id| doc! {"q": {"m._id": id}, "limit": 0})
+        .collect();
+    run(
+        s,
+        doc! {"delete": s.outbox.name(), "deletes": stale, "ordered": false},
     )
     .await?;
     release(s).await;

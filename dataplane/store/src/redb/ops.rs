@@ -324,7 +324,10 @@ fn submit(
             .map_err(Error::backend)?;
         Some(OutboxBatch { id, messages: new })
     };
-    Ok(Accepted { results, batch })
+    Ok(Accepted {
+        results,
+        batch: crate::BatchReady::now(batch),
+    })
 }
 
 /// Takes up to `limit` outbox entries whose lease ran out, leasing them for `lease_ms`.
