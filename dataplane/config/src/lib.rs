@@ -57,6 +57,13 @@ pub struct LimitsArgs {
     /// Largest accepted `ttl_secs`.
     #[arg(long, env = "PUSHD_MAX_TTL_SECS", default_value_t = 30 * 86_400)]
     pub max_ttl_secs: u64,
+    /// Most messages in one batch request (a JSON array on `POST /v1/messages`, or one
+    /// gRPC `SubmitMany`).
+    #[arg(long, env = "PUSHD_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Largest batch request body, in bytes.
+    #[arg(long, env = "PUSHD_MAX_BATCH_BYTES", default_value_t = 16 << 20)]
+    pub max_batch_bytes: usize,
 }
 
 impl LimitsArgs {
@@ -71,11 +78,18 @@ impl LimitsArgs {
                 "--default-ttl-secs must be between 1 and --max-ttl-secs".into(),
             ));
         }
+        if self.max_batch == 0 || self.max_batch_bytes == 0 {
+            return Err(ConfigError(
+                "--max-batch and --max-batch-bytes must be positive".into(),
+            ));
+        }
         Ok(Limits {
             max_payload_bytes: self.max_payload_bytes,
             max_recipients: self.max_recipients,
             default_ttl_secs: self.default_ttl_secs,
             max_ttl_secs: self.max_ttl_secs,
+            max_batch: self.max_batch,
+            max_batch_bytes: self.max_batch_bytes,
         })
     }
 }
@@ -200,6 +214,23 @@ pub struct ShutdownArgs {
     pub grace_period: Duration,
 }
 
+/// The outbox: how long accepted batches and claimed batches are leased.
+#[derive(Debug, Clone, Args)]
+pub struct OutboxArgs {
+    /// How long a just-accepted batch stays leased to the dispatch it is handed to; a
+    /// hand-off that is lost (the accepting node died, the wake-up failed) is dispatched by
+    /// any worker once this runs out.
+    #[arg(long, env = "PUSHD_HANDOFF_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handoff_lease: Duration,
+    /// How long a batch claimed by a dispatch worker stays its own (a worker that dies
+    /// leaves its batches to others after this).
+    #[arg(long, env = "PUSHD_OUTBOX_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub outbox_lease: Duration,
+    /// How often a dispatch worker looks for batches whose lease ran out.
+    #[arg(long, env = "PUSHD_CLAIM_EVERY", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub claim_every: Duration,
+}
+
 /// The route table in Redis (push and dispatch).
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
@@ -211,11 +242,13 @@ pub struct RedisArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
-    /// Use Redis Cluster (keys carry hash tags, one slot per user).
+    /// Use Redis Cluster (user keys are spread over 256 hash-tag buckets, so a batch of users
+    /// is at most 256 pipelines).
     #[arg(long, env = "PUSHD_REDIS_CLUSTER", default_value_t = false)]
     pub redis_cluster: bool,
-    /// Lifetime of a route entry; push nodes renew theirs every third of it.
-    #[arg(long, env = "PUSHD_ROUTE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lifetime of a push node's liveness key; the node renews it every third of it. Route
+    /// entries of a node whose liveness ran out are ignored (and cleaned) by readers.
+    #[arg(long, env = "PUSHD_ROUTE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub route_ttl: Duration,
 }
 

@@ -1,27 +1,29 @@
-//! This node's connections, by user.
+//! This node's connections, by user: routes, fan-out of delivery batches, drain.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pushcluster_dispatch::{Outcome, RouteTable};
-use pushcluster_proto::delivery::{Delivery, NodeId};
-use pushcluster_proto::frame::encode_message;
+use async_trait::async_trait;
+use pushcluster_node::{DeliveryBatch, NodeId, NodeSink, Outcome};
+use pushcluster_proto::frame::FrameTemplate;
+use pushcluster_routing::{RouteError, RouteTable};
 use pushcluster_telemetry::Metrics;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 const SHARDS: usize = 64;
 
-/// A delivery with its frame already encoded, shared by all of a user's devices.
+/// A delivery queued to a connection: the message's frame template (shared by every
+/// recipient of the message on this node) and the user's seq. The connection renders the
+/// frame when it writes it, so a large payload to many users is held once.
 #[derive(Debug)]
 pub struct Outbound {
     /// Not a message: the connection re-reads the store (after the route table recovered).
     pub resync: bool,
-    pub id: String,
+    pub id: Arc<str>,
     pub seq: u64,
     pub created_at_ms: u64,
-    pub frame: Utf8Bytes,
+    pub frame: Option<Arc<FrameTemplate>>,
 }
 
 struct Entry {
@@ -64,6 +66,10 @@ impl Hub {
         &self.node
     }
 
+    pub fn routes(&self) -> &Arc<dyn RouteTable> {
+        &self.routes
+    }
+
     fn shard(&self, user: &str) -> &Mutex<HashMap<String, Vec<Entry>>> {
         // FNV-1a: stable and cheap.
         let mut h: u64 = 0xcbf29ce484222325;
@@ -81,22 +87,28 @@ impl Hub {
             .is_some_and(|v| !v.is_empty())
     }
 
-    /// Adds a connection and writes the route **before** returning, so that anything stored
-    /// after this returns is either forwarded here or found by the replay that follows.
-    pub async fn register(
-        &self,
-        user: &str,
-        queue: usize,
-    ) -> Result<Registration, pushcluster_dispatch::RouteError> {
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(queue.max(1));
+    /// Number of this user's connections here.
+    pub fn connections_of(&self, user: &str) -> usize {
         self.shard(user)
             .lock()
             .expect("hub lock")
-            .entry(user.to_owned())
-            .or_default()
-            .push(Entry { conn, tx });
-        if let Err(e) = self.routes.add(user, &self.node).await {
+            .get(user)
+            .map_or(0, Vec::len)
+    }
+
+    /// Adds a connection and, for the user's first one here, writes the route **before**
+    /// returning, so that anything dispatched after this returns is forwarded here or found
+    /// by the replay that follows.
+    pub async fn register(&self, user: &str, queue: usize) -> Result<Registration, RouteError> {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let first = {
+            let mut shard = self.shard(user).lock().expect("hub lock");
+            let list = shard.entry(user.to_owned()).or_default();
+            list.push(Entry { conn, tx });
+            list.len() == 1
+        };
+        if first && let Err(e) = self.routes.add(&self.node, &[user]).await {
             // Keep the client: the heartbeat re-adds every local user once the route table
             // is back, then asks every connection to re-read the store (resync).
             tracing::warn!(%user, error = %e, "route not written; will retry by heartbeat");
@@ -129,38 +141,54 @@ impl Hub {
     }
 
     async fn drop_route(&self, user: &str) {
-        if let Err(e) = self.routes.remove(user, &self.node).await {
+        if self.is_draining() {
+            return; // the drain removes every entry in one pass
+        }
+        if let Err(e) = self.routes.remove(&self.node, &[user]).await {
             tracing::warn!(%user, error = %e, "failed to remove route");
         }
         // A connection of the same user may have registered meanwhile: restore its route.
         if self.has_user(user)
-            && let Err(e) = self.routes.add(user, &self.node).await
+            && let Err(e) = self.routes.add(&self.node, &[user]).await
         {
             tracing::warn!(%user, error = %e, "failed to restore route");
         }
     }
 
-    /// Queues deliveries to every connection of their users. A connection whose queue is full
-    /// is removed from the hub: it drains what it has, then closes with "reconnect to resume";
-    /// what it missed stays pending in the store.
-    pub async fn deliver(&self, batch: Vec<Delivery>) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
+    /// Queues a batch's entries to every connection of their users; the frame of each
+    /// message is built once. A connection whose queue is full is removed from the hub: it
+    /// drains what it has, then closes with "reconnect to resume"; what it missed is in
+    /// the store.
+    pub async fn deliver_batch(&self, batch: DeliveryBatch) -> Vec<Outcome> {
+        let templates: Vec<(Arc<str>, u64, Arc<FrameTemplate>)> = batch
+            .messages
+            .iter()
+            .map(|m| {
+                (
+                    Arc::from(m.id.as_str()),
+                    m.created_at_ms,
+                    Arc::new(FrameTemplate::new(&m.id, &m.payload)),
+                )
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(batch.entries.len());
         let mut emptied = Vec::new();
-        for d in batch {
+        for e in batch.entries {
+            let (id, created_at_ms, frame) = &templates[e.message as usize];
             let out = Arc::new(Outbound {
                 resync: false,
-                frame: encode_message(&d.id, d.seq, &d.payload).into(),
-                id: d.id,
-                seq: d.seq,
-                created_at_ms: d.created_at_ms,
+                id: id.clone(),
+                seq: e.seq,
+                created_at_ms: *created_at_ms,
+                frame: Some(frame.clone()),
             });
-            let mut shard = self.shard(&d.user).lock().expect("hub lock");
-            let Some(list) = shard.get_mut(&d.user) else {
+            let mut shard = self.shard(&e.user).lock().expect("hub lock");
+            let Some(list) = shard.get_mut(&e.user) else {
                 outcomes.push(Outcome::NotHere);
                 continue;
             };
             let mut overflowed = 0;
-            list.retain(|e| match e.tx.try_send(out.clone()) {
+            list.retain(|c| match c.tx.try_send(out.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     overflowed += 1;
@@ -171,12 +199,13 @@ impl Hub {
             });
             if overflowed > 0 {
                 self.metrics.queue_overflows.inc_by(overflowed);
-                tracing::info!(user = %d.user, overflowed, "send queue overflow; closing slow connection");
+                tracing::info!(user = %e.user, overflowed, "send queue overflow; closing slow connection");
             }
             if list.is_empty() {
-                shard.remove(&d.user);
-                emptied.push(d.user);
-                // Nothing queued: the message stays pending and is replayed on reconnect.
+                shard.remove(&e.user);
+                drop(shard);
+                emptied.push(e.user);
+                // Nothing queued: the message is in the store and replayed on reconnect.
                 outcomes.push(Outcome::NotHere);
             } else {
                 outcomes.push(Outcome::Queued);
@@ -188,10 +217,21 @@ impl Hub {
         outcomes
     }
 
-    /// Starts draining: every connection's queue is closed, so each task finishes what it has
-    /// and closes with "going away, reconnect".
-    pub fn drain(&self) {
+    /// Starts draining: every route entry of this node goes in one pass and its liveness
+    /// ends, so dispatch stops sending here; then every connection's queue is closed, so
+    /// each task finishes what it has and closes with "going away, reconnect".
+    pub async fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        let users = self.user_names();
+        let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+        for chunk in refs.chunks(10_000) {
+            if let Err(e) = self.routes.remove(&self.node, chunk).await {
+                tracing::warn!(error = %e, "removing this node's routes failed; readers drop them once its liveness ends");
+            }
+        }
+        if let Err(e) = self.routes.leave(&self.node).await {
+            tracing::warn!(error = %e, "ending this node's liveness failed; it expires");
+        }
         for shard in &self.shards {
             shard.lock().expect("hub lock").clear();
         }
@@ -201,7 +241,7 @@ impl Hub {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Every user with a connection here (for the route heartbeat).
+    /// Every user with a connection here (for re-registration and drain).
     pub fn user_names(&self) -> Vec<String> {
         let mut users = Vec::new();
         for shard in &self.shards {
@@ -216,8 +256,8 @@ impl Hub {
     }
 
     /// After a successful heartbeat: if routes were missing for a while, messages may have
-    /// been stored for local users without being forwarded here; make every connection
-    /// re-read its pending messages.
+    /// been dispatched for local users without being forwarded here; make every connection
+    /// re-read the store.
     pub fn heartbeat_ok(&self) {
         if !self.degraded.swap(false, Ordering::SeqCst) {
             return;
@@ -226,14 +266,14 @@ impl Hub {
         self.resync(&self.user_names());
     }
 
-    /// Makes every connection of `users` re-read its pending messages from the store.
+    /// Makes every connection of `users` re-read its messages from the store.
     pub fn resync(&self, users: &[String]) {
         let poke = Arc::new(Outbound {
             resync: true,
-            id: String::new(),
+            id: Arc::from(""),
             seq: 0,
             created_at_ms: 0,
-            frame: Utf8Bytes::from_static(""),
+            frame: None,
         });
         for user in users {
             if let Some(list) = self.shard(user).lock().expect("hub lock").get(user) {
@@ -250,5 +290,12 @@ impl Hub {
             .iter()
             .map(|s| s.lock().expect("hub lock").len())
             .sum()
+    }
+}
+
+#[async_trait]
+impl NodeSink for Hub {
+    async fn deliver(&self, batch: DeliveryBatch) -> Vec<Outcome> {
+        self.deliver_batch(batch).await
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! - [`upgrade`]: `GET /ws` — token check before the upgrade (401 with a JSON reason), then the
 //!   WebSocket handshake.
-//! - [`hub`]: this node's user → connections map; registers routes and fans deliveries out to
-//!   each device's bounded send queue.
+//! - [`hub`]: this node's user → connections map; writes a user's route on their first
+//!   connection here and removes it with the last; fans delivery batches out to each
+//!   device's bounded send queue, each message's frame built once.
 //! - [`conn`]: one task per connection: replay what the user missed, then live deliveries in
 //!   seq order, acks, heartbeats, idle timeout, drain.
-//! - [`grpc`]: the `Node` gRPC service dispatch streams deliveries to, and the route heartbeat.
-//! - [`local`]: the in-process [`NodeTransport`](pushcluster_dispatch::NodeTransport) of
-//!   standalone mode.
+//! - [`heartbeat`]: this node's liveness in the route table, and recovery after the table
+//!   lost its entries. The hub is the [`NodeSink`](pushcluster_node::NodeSink) that the
+//!   node's gRPC service (or standalone's in-process transport) delivers into.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -19,9 +20,8 @@ use pushcluster_store::MessageStore;
 use pushcluster_telemetry::Metrics;
 
 pub mod conn;
-pub mod grpc;
+pub mod heartbeat;
 pub mod hub;
-pub mod local;
 pub mod upgrade;
 
 pub use hub::Hub;

@@ -13,6 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::PushService;
 
+/// Frames are buffered up to this many bytes before a socket write, and flushed at the end
+/// of each burst: a burst of small messages is one write.
+const WRITE_BUFFER: usize = 8 * 1024;
+
 /// Parameters a client connects with.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ConnectParams {
@@ -122,7 +126,7 @@ pub async fn handle(mut req: Request<Incoming>, svc: Arc<PushService>) -> Resp {
     drop(req);
     let config = WebSocketConfig::default()
         .read_buffer_size(svc.config.read_buffer)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(svc.config.max_client_frame.max(1 << 20) * 4)
         .max_message_size(Some(svc.config.max_client_frame))
         .max_frame_size(Some(svc.config.max_client_frame));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use pushcluster_config::{
-    ConnArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs,
+    ConnArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, OutboxArgs, SecretArgs, ShutdownArgs,
 };
 
 #[derive(Debug, Parser)]
@@ -26,9 +26,9 @@ pub enum Command {
     Standalone(StandaloneArgs),
     /// Auth role: verifies client tokens over gRPC.
     Auth(crate::roles::auth::AuthArgs),
-    /// Collect role: HTTP API and gRPC Submit; stores in MongoDB, hands to dispatch.
+    /// Collect role: HTTP API and gRPC Submit; stores in MongoDB's outbox, wakes dispatch.
     Collect(crate::roles::collect::CollectArgs),
-    /// Dispatch role: looks users up in Redis, streams deliveries to push nodes.
+    /// Dispatch role: the outbox workers; look users up in Redis, stream to push nodes.
     Dispatch(crate::roles::dispatch::DispatchArgs),
     /// Push role: holds client WebSockets; routes users to this node in Redis.
     Push(crate::roles::push::PushArgs),
@@ -65,6 +65,8 @@ pub struct StandaloneArgs {
     pub limits: LimitsArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]

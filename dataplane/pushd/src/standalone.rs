@@ -13,11 +13,13 @@ use pushcluster_auth::keys::ReloadingVerifier;
 use pushcluster_auth::{ClaimRules, KeySources};
 use pushcluster_collect::Collect;
 use pushcluster_config::ConfigError;
-use pushcluster_dispatch::{Dispatcher, MemoryRouteTable};
+use pushcluster_dispatch::handoff::LocalHandoff;
+use pushcluster_dispatch::{DispatchConfig, Dispatcher, worker};
+use pushcluster_node::{LocalTransport, NodeId};
 use pushcluster_proto::api::Limits;
-use pushcluster_proto::delivery::{NodeId, now_ms};
-use pushcluster_push::local::LocalTransport;
+use pushcluster_proto::delivery::now_ms;
 use pushcluster_push::{Hub, PushConfig, PushService};
+use pushcluster_routing::MemoryRouteTable;
 use pushcluster_server::ops::Ops;
 use pushcluster_server::{Handler, Shutdown, respond};
 use pushcluster_store::MessageStore;
@@ -44,6 +46,7 @@ pub struct Config {
     pub push: PushConfig,
     pub grace_period: Duration,
     pub sweep_interval: Duration,
+    pub outbox: pushcluster_config::OutboxArgs,
     /// APNs, when `--apns-key-file` is given: mobile push for messages with a notification.
     pub apns: Option<pushcluster_apns::ApnsConfig>,
     /// Development only: the demo page carries the API key (`--dev-api-key-in-page`).
@@ -88,6 +91,7 @@ impl Config {
             },
             grace_period: a.shutdown.grace_period,
             sweep_interval: a.sweep_interval,
+            outbox: a.outbox,
             apns,
             dev_api_key_in_page: a.dev_api_key_in_page,
         })
@@ -96,7 +100,9 @@ impl Config {
 
 /// Runs until `stop` completes, then drains within the grace period.
 pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let store: Arc<dyn MessageStore> = Arc::new(RedbStore::open(&config.data_dir)?);
+    let redb = RedbStore::open(&config.data_dir)?;
+    redb.set_handoff_lease(config.outbox.handoff_lease);
+    let store: Arc<dyn MessageStore> = Arc::new(redb);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let keys = Arc::new(ReloadingVerifier::new(
@@ -110,20 +116,23 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let ops = Ops::new(registry);
 
     let routes = Arc::new(MemoryRouteTable::default());
-    let hub = Arc::new(Hub::new(
-        NodeId("local".into()),
-        routes.clone(),
-        metrics.clone(),
-    ));
-    let mut dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }))
-        .with_metrics(metrics.clone());
+    let node = NodeId("local".into());
+    let hub = Arc::new(Hub::new(node.clone(), routes.clone(), metrics.clone()));
+    let transport = Arc::new(LocalTransport {
+        node,
+        sink: hub.clone(),
+    });
+    let mut dispatcher =
+        Dispatcher::new(store.clone(), routes, transport, DispatchConfig::default())
+            .with_metrics(metrics.clone());
     let retries = mobile.clone();
     if let Some(mobile) = mobile {
         dispatcher = dispatcher.with_mobile(mobile);
     }
+    let (work, queue) = worker::queue(4096);
     let collect = Arc::new(Collect {
         store: store.clone(),
-        handoff: Arc::new(dispatcher),
+        handoff: Arc::new(LocalHandoff(work)),
         api_key: config.api_key.clone(),
         limits: config.limits,
         metrics: metrics.clone(),
@@ -144,6 +153,10 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     if let Some(mobile) = retries {
         crate::mobile::spawn_retries(mobile, shutdown.clone());
     }
+    let stopping = shutdown.clone();
+    let workers = tokio::spawn(worker::run(dispatcher, queue, async move {
+        stopping.wait().await
+    }));
     let sweeper = tokio::spawn(sweep(
         store.clone(),
         metrics.clone(),
@@ -173,13 +186,14 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     tracing::info!(grace = ?config.grace_period, "draining");
     ops.set_ready(false);
     shutdown.trigger();
-    hub.drain();
+    hub.drain().await;
     let drained = tokio::time::timeout(config.grace_period, async {
         while metrics.connections.get() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = server.await;
         let _ = sweeper.await;
+        let _ = workers.await;
     })
     .await;
     match drained {

@@ -263,7 +263,7 @@ async fn a_redis_restart_loses_nothing() {
     };
     let cluster = Cluster::start(&mongo, &local(redis.url.clone())).await;
     let redis = tokio::sync::Mutex::new(redis);
-    scenario(&cluster, 2, false, 60, 600, async |_: &Cluster| {
+    scenario(&cluster, 2, true, 60, 600, async |_: &Cluster| {
         tokio::time::sleep(Duration::from_millis(200)).await;
         redis.lock().await.restart().await;
     })
@@ -302,6 +302,8 @@ async fn routing_on_redis_cluster_through_headless_dns_names() {
             dns: Some(dns.addr),
             dispatch_args: Vec::new(),
             auth_args: Vec::new(),
+            collect_args: Vec::new(),
+            push_args: Vec::new(),
         },
     )
     .await;

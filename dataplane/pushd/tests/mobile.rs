@@ -94,8 +94,6 @@ async fn offline_users_get_apns_notifications_through_squid() {
     options.dispatch_args.extend([
         format!("--apns-proxy=http://127.0.0.1:{}", squid.port),
         format!("--apns-proxy-credentials-file={}", creds.display()),
-        format!("--mongodb-uri={}", mongo.uri),
-        format!("--mongodb-database={}", mongo.database),
     ]);
     let cluster = Cluster::start(&mongo, &options).await;
     let api = cluster.collect.http;

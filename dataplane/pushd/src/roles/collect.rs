@@ -9,8 +9,8 @@ use clap::Args;
 use http::StatusCode;
 use prometheus_client::registry::Registry;
 use pushcluster_collect::{Collect, SubmitService};
-use pushcluster_config::{LimitsArgs, LogArgs, MongoArgs, ShutdownArgs};
-use pushcluster_dispatch::service::RemoteDispatch;
+use pushcluster_config::{LimitsArgs, LogArgs, MongoArgs, OutboxArgs, ShutdownArgs};
+use pushcluster_dispatch::handoff::RemoteHandoff;
 use pushcluster_proto::grpc::collect_server::CollectServer;
 use pushcluster_server::ops::Ops;
 use pushcluster_server::{Handler, Shutdown, respond};
@@ -36,6 +36,8 @@ pub struct CollectArgs {
     #[command(flatten)]
     pub limits: LimitsArgs,
     #[command(flatten)]
+    pub outbox: OutboxArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub log: LogArgs,
@@ -50,16 +52,17 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
     let metrics = Metrics::new(&mut registry);
     let ops = Ops::new(registry);
     let store = mongo_store(&args.mongo).await?;
+    store.set_handoff_lease(args.outbox.handoff_lease);
     let collect = Arc::new(Collect {
         store: store.clone(),
-        handoff: Arc::new(RemoteDispatch::new(&args.dispatch_addr).map_err(anyhow::Error::msg)?),
+        handoff: Arc::new(RemoteHandoff::new(&args.dispatch_addr).map_err(anyhow::Error::msg)?),
         api_key: args.api_key.clone(),
         limits,
         metrics: metrics.clone(),
     });
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();
-    // Every replica may sweep: marking expiry is idempotent.
+    // Every replica may sweep: one at a time holds the sweep lease.
     let sweeper = tokio::spawn(crate::standalone::sweep(
         store,
         metrics,

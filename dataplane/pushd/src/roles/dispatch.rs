@@ -1,6 +1,7 @@
-//! `pushd dispatch`: stateless; looks users up in Redis and streams deliveries to push nodes.
-//! With `--apns-key-file` it also sends notifications to offline users' iOS devices, reading
-//! devices and writing per-device records in MongoDB.
+//! `pushd dispatch`: the outbox workers. Takes accepted batches from MongoDB (named by
+//! collect's `Wake`, or claimed when their lease ran out), looks their users up in Redis and
+//! streams deliveries to push nodes. With `--apns-key-file` it also sends notifications to
+//! offline users' iOS devices, reading devices and writing per-device records in MongoDB.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,11 +9,11 @@ use std::sync::Arc;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
-use pushcluster_config::{LogArgs, MongoArgs, RedisArgs, ShutdownArgs};
-use pushcluster_dispatch::Dispatcher;
+use pushcluster_config::{LogArgs, MongoArgs, OutboxArgs, RedisArgs, ShutdownArgs};
 use pushcluster_dispatch::service::DispatchService;
-use pushcluster_dispatch::transport::addressing::{Addressing, DEFAULT_TEMPLATE, NodeResolver};
-use pushcluster_dispatch::transport::grpc::GrpcTransport;
+use pushcluster_dispatch::{DispatchConfig, Dispatcher, worker};
+use pushcluster_node::grpc::GrpcTransport;
+use pushcluster_node::grpc::addressing::{Addressing, DEFAULT_TEMPLATE, NodeResolver};
 use pushcluster_proto::grpc::dispatch_server::DispatchServer;
 use pushcluster_server::Shutdown;
 use pushcluster_server::ops::Ops;
@@ -41,9 +42,14 @@ pub struct DispatchArgs {
     pub dns_server: Option<SocketAddr>,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// Devices and mobile records (used only with APNs).
+    /// The outbox (and, with APNs, devices and mobile records).
     #[command(flatten)]
     pub mongo: MongoArgs,
+    /// Outbox batches dispatched at once.
+    #[arg(long, env = "PUSHD_DISPATCH_IN_FLIGHT", default_value_t = 8)]
+    pub in_flight: usize,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
     #[command(flatten)]
     pub apns: pushcluster_apns::ApnsArgs,
     #[command(flatten)]
@@ -68,14 +74,20 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     );
     let mut registry = Registry::default();
     let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
-    let mut dispatcher = Dispatcher::new(Arc::new(routes), transport).with_metrics(metrics);
+    let store = super::collect::mongo_store(&args.mongo).await?;
+    let config = DispatchConfig {
+        owner: format!("dispatch-{}-{}", std::process::id(), args.grpc_listen),
+        in_flight: args.in_flight.max(1),
+        lease: args.outbox.outbox_lease,
+        claim_every: args.outbox.claim_every,
+        ..DispatchConfig::default()
+    };
+    let mut dispatcher =
+        Dispatcher::new(store.clone(), Arc::new(routes), transport, config).with_metrics(metrics);
     let mut retries = None;
-    if apns.is_some() {
-        let store = super::collect::mongo_store(&args.mongo).await?;
-        if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
-            retries = Some(mobile.clone());
-            dispatcher = dispatcher.with_mobile(mobile);
-        }
+    if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
+        retries = Some(mobile.clone());
+        dispatcher = dispatcher.with_mobile(mobile);
     }
     let ops = Ops::new(registry);
     let bound = super::bind(args.listen, args.grpc_listen).await?;
@@ -83,8 +95,13 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     if let Some(mobile) = retries {
         crate::mobile::spawn_retries(mobile, shutdown.clone());
     }
+    let (work, queue) = worker::queue(4096);
+    let stopping = shutdown.clone();
+    let workers = tokio::spawn(worker::run(dispatcher, queue, async move {
+        stopping.wait().await
+    }));
     let grpc = super::serve_grpc(
-        tonic::service::Routes::new(DispatchServer::new(DispatchService { dispatcher })),
+        tonic::service::Routes::new(DispatchServer::new(DispatchService { work })),
         bound.grpc,
         &shutdown,
         None,
@@ -102,5 +119,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         stop,
         async {},
     )
-    .await
+    .await?;
+    // The batches in flight finish (or stay in the outbox for the next worker).
+    let _ = workers.await;
+    Ok(())
 }

@@ -10,12 +10,11 @@ use http::StatusCode;
 use prometheus_client::registry::Registry;
 use pushcluster_auth::grpc::RemoteVerifier;
 use pushcluster_config::{ConnArgs, LogArgs, MongoArgs, RedisArgs, ShutdownArgs};
-use pushcluster_dispatch::RouteTable;
-use pushcluster_dispatch::routes::redis::RedisRouteTable;
-use pushcluster_proto::delivery::NodeId;
-use pushcluster_proto::grpc::node_server::NodeServer;
-use pushcluster_push::grpc::{NodeService, heartbeat};
+use pushcluster_node::NodeId;
+use pushcluster_node::grpc::NodeService;
+use pushcluster_push::heartbeat::{beat, heartbeat};
 use pushcluster_push::{Hub, PushConfig, PushService};
+use pushcluster_routing::redis::{RedisRouteTable, RedisTarget};
 use pushcluster_server::ops::Ops;
 use pushcluster_server::{Handler, Shutdown, respond};
 use pushcluster_store::mongo::MongoStore;
@@ -54,8 +53,7 @@ pub struct PushArgs {
     pub log: LogArgs,
 }
 
-pub fn redis_target(r: &RedisArgs) -> pushcluster_dispatch::routes::redis::RedisTarget {
-    use pushcluster_dispatch::routes::redis::RedisTarget;
+pub fn redis_target(r: &RedisArgs) -> RedisTarget {
     if r.redis_cluster {
         RedisTarget::Cluster(
             r.redis_url
@@ -101,7 +99,10 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let node = NodeId(SocketAddr::new(args.node_ip, bound.grpc_addr.port()).to_string());
     tracing::info!(%node, "push node identity");
-    let hub = Arc::new(Hub::new(node, Arc::new(routes.clone()), metrics.clone()));
+    let every = routes.ttl() / 3;
+    let hub = Arc::new(Hub::new(node, Arc::new(routes), metrics.clone()));
+    // Alive before the first route is written (readers skip entries of dead nodes).
+    beat(&hub).await;
     let push = Arc::new(PushService {
         hub: hub.clone(),
         store,
@@ -117,9 +118,9 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
         },
     });
     let shutdown = Shutdown::default();
-    let beat = tokio::spawn(heartbeat(hub.clone(), routes.clone(), shutdown.clone()));
+    let beats = tokio::spawn(heartbeat(hub.clone(), every, shutdown.clone()));
     let grpc = super::serve_grpc(
-        tonic::service::Routes::new(NodeServer::new(NodeService { hub: hub.clone() })),
+        tonic::service::Routes::new(NodeService::server(hub.clone())),
         bound.grpc,
         &shutdown,
         Some(Duration::from_secs(20)),
@@ -127,12 +128,9 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let drain = {
         let (hub, metrics) = (hub.clone(), push.metrics.clone());
         async move {
-            // Unroute first, so dispatch stops sending here; then close every client with
-            // "going away, reconnect" and wait for them to go.
-            for user in hub.user_names() {
-                let _ = routes.remove(&user, hub.node()).await;
-            }
-            hub.drain();
+            // Unroute first (one pass), so dispatch stops sending here; then close every
+            // client with "going away, reconnect" and wait for them to go.
+            hub.drain().await;
             while metrics.connections.get() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -155,7 +153,7 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
         drain,
     )
     .await;
-    beat.abort();
+    beats.abort();
     r
 }
 

@@ -22,6 +22,10 @@ pub struct Options {
     pub dispatch_args: Vec<String>,
     /// Extra flags for the auth role (e.g. `--jwt-audience=…`).
     pub auth_args: Vec<String>,
+    /// Extra flags for collect (a `--dispatch-addr` here replaces the real one).
+    pub collect_args: Vec<String>,
+    /// Extra flags for every push node.
+    pub push_args: Vec<String>,
 }
 
 impl Cluster {
@@ -35,6 +39,10 @@ impl Cluster {
         if o.redis_cluster {
             redis.push(s("--redis-cluster"));
         }
+        let mongo_args = vec![
+            format!("--mongodb-uri={}", mongo.uri),
+            format!("--mongodb-database={}", mongo.database),
+        ];
         let mut dispatch = Vec::new();
         for _ in 0..2 {
             let mut args = vec![
@@ -48,6 +56,7 @@ impl Cluster {
                 args.push(format!("--dns-server={dns}"));
             }
             args.extend(redis.clone());
+            args.extend(mongo_args.clone());
             args.extend(o.dispatch_args.iter().cloned());
             dispatch.push(Role::spawn("dispatch", &args).await);
         }
@@ -55,16 +64,17 @@ impl Cluster {
             .iter()
             .map(|d| format!("http://{}", d.grpc))
             .collect();
-        let mongo_args = vec![
-            format!("--mongodb-uri={}", mongo.uri),
-            format!("--mongodb-database={}", mongo.database),
-        ];
-        let mut args = vec![
-            s("--listen=127.0.0.1:0"),
-            s("--grpc-listen=127.0.0.1:0"),
-            format!("--dispatch-addr={}", dispatch_addrs.join(",")),
-        ];
+
+        let mut args = vec![s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")];
+        if !o
+            .collect_args
+            .iter()
+            .any(|a| a.starts_with("--dispatch-addr="))
+        {
+            args.push(format!("--dispatch-addr={}", dispatch_addrs.join(",")));
+        }
         args.extend(mongo_args.clone());
+        args.extend(o.collect_args.iter().cloned());
         let collect = Role::spawn("collect", &args).await;
         let mut pushes = Vec::new();
         for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
@@ -73,10 +83,13 @@ impl Cluster {
                 format!("--grpc-listen={ip}:0"),
                 format!("--node-ip={ip}"),
                 format!("--auth-addr=http://{}", auth.grpc),
-                s("--grace-period=3s"),
             ];
+            if !o.push_args.iter().any(|a| a.starts_with("--grace-period=")) {
+                args.push(s("--grace-period=3s"));
+            }
             args.extend(redis.clone());
             args.extend(mongo_args.clone());
+            args.extend(o.push_args.iter().cloned());
             pushes.push(Role::spawn("push", &args).await);
         }
         Cluster {
@@ -101,5 +114,7 @@ pub fn local(redis_url: String) -> Options {
         dns: None,
         dispatch_args: Vec::new(),
         auth_args: Vec::new(),
+        collect_args: Vec::new(),
+        push_args: Vec::new(),
     }
 }

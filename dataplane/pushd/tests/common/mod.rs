@@ -340,6 +340,15 @@ impl Role {
         Role { http, grpc, child }
     }
 
+    /// SIGTERM, as a pod being stopped.
+    pub fn sigterm(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
     /// SIGKILL, as a crashed pod.
     pub fn sigkill(&self) {
         if let Some(pid) = self.child.id() {

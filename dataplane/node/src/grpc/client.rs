@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pushcluster_proto::delivery::{Delivery, NodeId};
 use pushcluster_proto::grpc::node_client::NodeClient;
 use pushcluster_proto::grpc::{self, DeliverBatch};
 use tokio::sync::{mpsc, oneshot};
@@ -19,12 +18,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::addressing::{Addressing, NodeResolver, ResolveError};
-use super::{NodeTransport, Outcome, TransportError};
+use crate::{DeliveryBatch, MAX_MESSAGE_BYTES, NodeId, NodeTransport, Outcome, TransportError};
 
 type Reply = oneshot::Sender<Result<Vec<Outcome>, TransportError>>;
 
 struct Link {
-    tx: mpsc::Sender<(Vec<Delivery>, Reply)>,
+    tx: mpsc::Sender<(DeliveryBatch, Reply)>,
 }
 
 /// [`NodeTransport`] over gRPC.
@@ -90,7 +89,9 @@ impl GrpcTransport {
             }
         };
         let (tx, rx) = mpsc::channel::<DeliverBatch>(256);
-        let mut client = NodeClient::new(channel);
+        let mut client = NodeClient::new(channel)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let inbound = match client.deliver(ReceiverStream::new(rx)).await {
             Ok(resp) => resp.into_inner(),
             Err(status) => return Err(self.failed(node, status.to_string())),
@@ -117,7 +118,7 @@ async fn run_link(
     node: NodeId,
     out: mpsc::Sender<DeliverBatch>,
     mut inbound: tonic::Streaming<grpc::DeliverResult>,
-    mut requests: mpsc::Receiver<(Vec<Delivery>, Reply)>,
+    mut requests: mpsc::Receiver<(DeliveryBatch, Reply)>,
 ) {
     let waiting: Arc<Mutex<VecDeque<(u64, Reply)>>> = Arc::default();
     let reader_waiting = waiting.clone();
@@ -152,10 +153,7 @@ async fn run_link(
             req = requests.recv() => {
                 let Some((deliveries, reply)) = req else { break };
                 next_batch += 1;
-                let batch = DeliverBatch {
-                    batch: next_batch,
-                    deliveries: deliveries.iter().map(Into::into).collect(),
-                };
+                let batch = deliveries.to_proto(next_batch);
                 waiting.lock().expect("lock").push_back((next_batch, reply));
                 if out.send(batch).await.is_err() {
                     break;
@@ -180,7 +178,7 @@ impl NodeTransport for GrpcTransport {
     async fn deliver(
         &self,
         node: &NodeId,
-        batch: Vec<Delivery>,
+        batch: DeliveryBatch,
     ) -> Result<Vec<Outcome>, TransportError> {
         let n = batch.len();
         let existing = self
