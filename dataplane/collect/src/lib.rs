@@ -1,18 +1,29 @@
 //! Collect: the API business systems send messages to.
 //!
-//! `POST /v1/messages` validates, stores durably (only then `202 {"id"}`), and hands the stored
-//! message to dispatch. `GET /v1/messages/{id}` reports each recipient's state (and each
-//! mobile notification's). `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`])
-//! keep users' mobile devices. All need `Authorization: Bearer <api key>`.
+//! [`Collect::router`] is the API surface, every route behind the API keys (`Authorization:
+//! Bearer <key>`, checked before any body is read):
+//! - `POST /v1/messages` validates, stores durably (only then `202 {"id"}`), and hands the
+//!   stored message to dispatch;
+//! - `GET /v1/messages/{id}` reports each recipient's state (and each mobile notification's);
+//! - `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`]) keep users' mobile
+//!   devices.
+//!
+//! [`SubmitService`] is the same submit over gRPC (its server checks the same keys).
+//! A new route is one `.route(...)` line in [`Collect::router`].
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, StatusCode, header};
-use hyper::body::Incoming;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::routing::{delete, get, post};
+use http::StatusCode;
 use pushcluster_dispatch::service::Handoff;
+use pushcluster_proto::api::devices::MAX_DEVICE_BODY_BYTES;
 use pushcluster_proto::api::{Accepted, Invalid, Limits, NewMessage, parse_submit};
-use pushcluster_server::{Resp, respond};
+use pushcluster_server::http::auth::require_api_key;
+use pushcluster_server::{Resp, Secrets, respond};
 use pushcluster_store::{MessageStore, Submitted};
 use pushcluster_telemetry::Metrics;
 
@@ -22,86 +33,31 @@ mod devices;
 pub struct Collect {
     pub store: Arc<dyn MessageStore>,
     pub handoff: Arc<dyn Handoff>,
-    pub api_key: String,
+    /// The API keys callers may present (HTTP and gRPC).
+    pub api_keys: Arc<Secrets>,
     pub limits: Limits,
     pub metrics: Metrics,
 }
 
 impl Collect {
-    /// Handles `/v1/messages[/{id}]` and `/v1/devices[/{token}]`; `None` for paths it does
-    /// not own.
-    pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
-        let path = req.uri().path().to_owned();
-        let (messages, rest) = match path.strip_prefix("/v1/messages") {
-            Some(rest) => (true, rest),
-            None => (false, path.strip_prefix("/v1/devices")?),
-        };
-        if !messages && !rest.is_empty() && !rest.starts_with('/') {
-            return None;
-        }
-        if !self.authorized(req.headers()) {
-            let mut resp = respond::error(
-                StatusCode::UNAUTHORIZED,
-                "missing or invalid API key: send Authorization: Bearer <PUSHD_API_KEY>",
-                None,
-            );
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Some(resp);
-        }
-        if !messages {
-            return Some(self.devices(req, rest).await);
-        }
-        Some(match (req.method().clone(), rest) {
-            (Method::POST, "" | "/") => self.submit(req).await,
-            (Method::GET, id) if id.len() > 1 && !id[1..].contains('/') => {
-                self.status(&id[1..]).await
-            }
-            (_, "" | "/") => method_not_allowed("POST"),
-            (_, _) => method_not_allowed("GET"),
-        })
-    }
-
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let Some(given) = respond::bearer(headers) else {
-            return false;
-        };
-        // Constant-time comparison.
-        let (a, b) = (given.as_bytes(), self.api_key.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-
-    async fn submit(&self, req: Request<Incoming>) -> Resp {
-        let body = match pushcluster_server::respond::read_body(
-            req.into_body(),
-            self.limits.max_body_bytes(),
-        )
-        .await
-        {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        };
-        let msg = match parse_submit(&body, &self.limits) {
-            Ok(m) => m,
-            Err(invalid) => {
-                let status =
-                    StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
-                return respond::error(status, invalid.message, invalid.field);
-            }
-        };
-        match self.accept(msg).await {
-            Ok(accepted) => respond::json(StatusCode::ACCEPTED, &accepted),
-            Err(()) => {
-                let mut resp = respond::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "message store unavailable; nothing was accepted, retry later",
-                    None,
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                resp
-            }
-        }
+    /// The API surface (see the crate docs).
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/v1/messages",
+                post(submit).layer(DefaultBodyLimit::max(self.limits.max_body_bytes())),
+            )
+            .route("/v1/messages/{id}", get(status))
+            .route(
+                "/v1/devices",
+                post(devices::put_device).layer(DefaultBodyLimit::max(MAX_DEVICE_BODY_BYTES)),
+            )
+            .route("/v1/devices/{token}", delete(devices::delete_device))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.api_keys.clone(),
+                require_api_key,
+            ))
+            .with_state(self.clone())
     }
 
     /// Stores a validated message, then hands it to dispatch. `Err` means nothing was stored.
@@ -163,21 +119,42 @@ impl Collect {
         }
         parse_submit(body.to_string().as_bytes(), &self.limits)
     }
+}
 
-    async fn status(&self, id: &str) -> Resp {
-        match self.store.status(id).await {
-            Ok(Some(status)) => respond::json(StatusCode::OK, &status),
-            Ok(None) => respond::error(
-                StatusCode::NOT_FOUND,
-                format!("no message with id {id}"),
-                Some("id"),
-            ),
-            Err(e) => {
-                self.metrics.store_error(e.metric_label());
-                respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-            }
+async fn submit(State(collect): State<Arc<Collect>>, body: Bytes) -> Resp {
+    let msg = match parse_submit(&body, &collect.limits) {
+        Ok(m) => m,
+        Err(invalid) => return invalid_response(invalid),
+    };
+    match collect.accept(msg).await {
+        Ok(accepted) => respond::json(StatusCode::ACCEPTED, &accepted),
+        Err(()) => respond::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "message store unavailable; nothing was accepted, retry later",
+            1,
+        ),
+    }
+}
+
+async fn status(State(collect): State<Arc<Collect>>, Path(id): Path<String>) -> Resp {
+    match collect.store.status(&id).await {
+        Ok(Some(status)) => respond::json(StatusCode::OK, &status),
+        Ok(None) => respond::error(
+            StatusCode::NOT_FOUND,
+            format!("no message with id {id}"),
+            Some("id"),
+        ),
+        Err(e) => {
+            collect.metrics.store_error(e.metric_label());
+            respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
         }
     }
+}
+
+/// A body that failed validation, as its JSON error.
+fn invalid_response(invalid: Invalid) -> Resp {
+    let status = StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
+    respond::error(status, invalid.message, invalid.field)
 }
 
 /// The collect role's gRPC `Submit`, for high-volume producers (same validation as HTTP).
@@ -208,15 +185,4 @@ impl pushcluster_proto::grpc::collect_server::Collect for SubmitService {
             },
         ))
     }
-}
-
-fn method_not_allowed(allow: &'static str) -> Resp {
-    let mut resp = respond::error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed; use {allow}"),
-        None,
-    );
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    resp
 }

@@ -1,6 +1,7 @@
 //! The dispatch role's gRPC service (collect → dispatch), and the client collect uses.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,9 +9,10 @@ use pushcluster_proto::api::{Mobile, Notification};
 use pushcluster_proto::grpc::dispatch_client::DispatchClient;
 use pushcluster_proto::grpc::dispatch_server::Dispatch;
 use pushcluster_proto::grpc::{DispatchRequest, DispatchResponse, Recipient};
+use pushcluster_server::grpc::{InternalChannel, InternalClient};
 use pushcluster_store::StoredMessage;
 use serde_json::value::RawValue;
-use tonic::transport::Channel;
+use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::{DispatchReport, Dispatcher};
@@ -76,31 +78,34 @@ impl Dispatch for DispatchService {
     }
 }
 
-/// Hands messages to the dispatch role over gRPC.
+/// Hands messages to the dispatch role over gRPC (internal token, mutual TLS when configured).
 pub struct RemoteDispatch {
-    client: DispatchClient<Channel>,
+    /// One client per address; calls take turns, and a retry goes to the next address.
+    clients: Vec<DispatchClient<InternalChannel>>,
+    next: AtomicUsize,
 }
 
 impl RemoteDispatch {
     /// `addrs` like `http://dispatch:7002`, or several separated by commas (balanced);
     /// connects lazily, reconnects by itself.
-    pub fn new(addrs: &str) -> Result<Self, String> {
-        let mut endpoints = Vec::new();
+    pub fn new(internal: &InternalClient, addrs: &str) -> Result<Self, String> {
+        let mut clients = Vec::new();
         for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            endpoints.push(
-                Channel::from_shared(addr.to_owned())
-                    .map_err(|e| format!("bad dispatch address {addr}: {e}"))?
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(30)),
-            );
+            let endpoint = Endpoint::from_shared(addr.to_owned())
+                .map_err(|e| format!("bad dispatch address {addr}: {e}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(30));
+            let channel = internal
+                .connect_lazy(endpoint, None)
+                .map_err(|e| format!("bad dispatch address {addr}: {e}"))?;
+            clients.push(DispatchClient::new(channel));
         }
-        let channel = match endpoints.len() {
-            0 => return Err("no dispatch address".into()),
-            1 => endpoints.remove(0).connect_lazy(),
-            _ => Channel::balance_list(endpoints.into_iter()),
-        };
+        if clients.is_empty() {
+            return Err("no dispatch address".into());
+        }
         Ok(RemoteDispatch {
-            client: DispatchClient::new(channel),
+            clients,
+            next: AtomicUsize::new(0),
         })
     }
 }
@@ -129,8 +134,10 @@ impl Handoff for RemoteDispatch {
             mobile: msg.mobile.as_str().to_owned(),
         };
         let mut delay = Duration::from_millis(100);
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
         for attempt in 1..=4 {
-            match self.client.clone().dispatch(req.clone()).await {
+            let mut client = self.clients[(first + attempt) % self.clients.len()].clone();
+            match client.dispatch(req.clone()).await {
                 Ok(r) => {
                     let r = r.into_inner();
                     return DispatchReport {

@@ -1,6 +1,7 @@
 //! One client connection: replay, live deliveries in seq order, acks, heartbeats, close.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -42,7 +43,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     svc.metrics.connections.inc();
-    let reg = match svc.hub.register(&user, svc.config.send_queue).await {
+    let queue = (svc.config.send_queue, svc.config.send_queue_bytes);
+    let reg = match svc.hub.register(&user, queue.0, queue.1).await {
         Ok(reg) => reg,
         Err(e) => {
             tracing::warn!(%user, error = %e, "cannot route connection");
@@ -54,7 +56,7 @@ where
         }
     };
     let mut conn = Conn::new(ws, user.clone(), last_seq, svc.clone());
-    let end = match conn.run(reg.rx).await {
+    let end = match conn.run(reg.rx, &reg.queued).await {
         Ok(never) => match never {},
         Err(end) => end,
     };
@@ -107,7 +109,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Arc<Outbound>>) -> Result<Never, End> {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Arc<Outbound>>,
+        queued: &AtomicUsize,
+    ) -> Result<Never, End> {
         let welcome = frame::encode_welcome(&Welcome {
             user: self.user.clone(),
             node: self.svc.hub.node().to_string(),
@@ -122,7 +128,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             tokio::select! {
                 item = rx.recv() => match item {
-                    Some(out) => self.live(&out).await?,
+                    Some(out) => {
+                        queued.fetch_sub(out.frame.len(), Ordering::AcqRel);
+                        self.live(&out).await?
+                    }
                     None if self.svc.hub.is_draining() => {
                         return Err(End::close(close::GOING_AWAY, close::REASON_GOING_AWAY));
                     }

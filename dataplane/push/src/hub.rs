@@ -1,7 +1,7 @@
 //! This node's connections, by user.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pushcluster_dispatch::{Outcome, RouteTable};
@@ -27,6 +27,29 @@ pub struct Outbound {
 struct Entry {
     conn: u64,
     tx: mpsc::Sender<Arc<Outbound>>,
+    /// Frame bytes in `tx`'s queue (the connection subtracts what it takes out).
+    queued: Arc<AtomicUsize>,
+    /// Most frame bytes `queued` may reach (one frame alone may exceed it).
+    max_bytes: usize,
+}
+
+impl Entry {
+    /// Queues `out` unless the queue is full in count or in bytes.
+    fn offer(&self, out: &Arc<Outbound>) -> Result<(), mpsc::error::TrySendError<()>> {
+        let len = out.frame.len();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > self.max_bytes {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return Err(mpsc::error::TrySendError::Full(()));
+        }
+        self.tx.try_send(out.clone()).map_err(|e| {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            match e {
+                mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+            }
+        })
+    }
 }
 
 /// user → this node's connections of that user.
@@ -45,6 +68,8 @@ pub struct Hub {
 pub struct Registration {
     pub conn: u64,
     pub rx: mpsc::Receiver<Arc<Outbound>>,
+    /// Frame bytes waiting in `rx`: subtract each frame's length when taking it out.
+    pub queued: Arc<AtomicUsize>,
 }
 
 impl Hub {
@@ -83,26 +108,34 @@ impl Hub {
 
     /// Adds a connection and writes the route **before** returning, so that anything stored
     /// after this returns is either forwarded here or found by the replay that follows.
+    /// Its queue holds at most `queue` messages and `max_bytes` frame bytes.
     pub async fn register(
         &self,
         user: &str,
         queue: usize,
+        max_bytes: usize,
     ) -> Result<Registration, pushcluster_dispatch::RouteError> {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
         self.shard(user)
             .lock()
             .expect("hub lock")
             .entry(user.to_owned())
             .or_default()
-            .push(Entry { conn, tx });
+            .push(Entry {
+                conn,
+                tx,
+                queued: queued.clone(),
+                max_bytes,
+            });
         if let Err(e) = self.routes.add(user, &self.node).await {
             // Keep the client: the heartbeat re-adds every local user once the route table
             // is back, then asks every connection to re-read the store (resync).
             tracing::warn!(%user, error = %e, "route not written; will retry by heartbeat");
             self.degraded.store(true, Ordering::SeqCst);
         }
-        Ok(Registration { conn, rx })
+        Ok(Registration { conn, rx, queued })
     }
 
     /// Removes `conn` (idempotent). Drops the route when it was the user's last connection here.
@@ -141,8 +174,8 @@ impl Hub {
     }
 
     /// Queues deliveries to every connection of their users. A connection whose queue is full
-    /// is removed from the hub: it drains what it has, then closes with "reconnect to resume";
-    /// what it missed stays pending in the store.
+    /// (in messages or in bytes) is removed from the hub: it drains what it has, then closes
+    /// with "reconnect to resume"; what it missed stays pending in the store.
     pub async fn deliver(&self, batch: Vec<Delivery>) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut emptied = Vec::new();
@@ -160,7 +193,7 @@ impl Hub {
                 continue;
             };
             let mut overflowed = 0;
-            list.retain(|e| match e.tx.try_send(out.clone()) {
+            list.retain(|e| match e.offer(&out) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     overflowed += 1;
@@ -238,7 +271,7 @@ impl Hub {
         for user in users {
             if let Some(list) = self.shard(user).lock().expect("hub lock").get(user) {
                 for e in list {
-                    let _ = e.tx.try_send(poke.clone());
+                    let _ = e.offer(&poke);
                 }
             }
         }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pushcluster_config::{ConnArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs};
+use pushcluster_config::{
+    ConnArgs, HttpArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,9 +41,13 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
-    /// Address for WebSocket clients, the HTTP API and /healthz, /readyz, /metrics.
+    /// Address for WebSocket clients (`/ws`), the HTTP API (`/v1/…`), the demo page and
+    /// /healthz, /readyz.
     #[arg(long, env = "PUSHD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
     /// Directory of the embedded message store (created if missing).
     #[arg(long, env = "PUSHD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -56,6 +62,8 @@ pub struct StandaloneArgs {
     pub limits: LimitsArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]

@@ -347,14 +347,7 @@ async fn a_slow_client_is_closed_and_loses_nothing() {
                 .await,
         );
     }
-    let text = String::from_utf8(
-        server
-            .raw_request("GET", "/metrics", None, API_KEY)
-            .await
-            .1
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics(server.admin).await;
     let overflows: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("pushd_queue_overflows_total "))
@@ -492,14 +485,7 @@ async fn ops_endpoints_and_send_tool() {
     assert_eq!(m.id, reply["id"].as_str().unwrap());
     assert_eq!(m.payload, json!({"hello": "world"}));
 
-    let metrics = String::from_utf8(
-        server
-            .raw_request("GET", "/metrics", None, "")
-            .await
-            .1
-            .to_vec(),
-    )
-    .unwrap();
+    let metrics = metrics(server.admin).await;
     for name in [
         "pushd_connections 1",
         "pushd_messages_accepted_total 1",

@@ -14,6 +14,7 @@
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
 //! - [`dnsmasq`]: a DNS server with given A records, and a tiny resolver for tests.
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
+//! - [`pki`]: a CA and certificates for mutual TLS between pushd roles.
 //! - [`Helm`], [`Kubectl`]: the built `helm` and `kubectl` binaries.
 
 use std::net::{SocketAddr, TcpListener};
@@ -26,6 +27,7 @@ pub mod apns;
 pub mod dnsmasq;
 pub mod kube;
 pub mod mongo;
+pub mod pki;
 pub mod redis;
 pub mod squid;
 pub mod tools;

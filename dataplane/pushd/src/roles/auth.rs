@@ -1,4 +1,5 @@
-//! `pushd auth`: verifies client tokens for push nodes over gRPC.
+//! `pushd auth`: verifies client tokens for push nodes over gRPC (callers must present the
+//! internal token).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -10,16 +11,17 @@ use prometheus_client::registry::Registry;
 use pushcluster_auth::KeySources;
 use pushcluster_auth::grpc::AuthService;
 use pushcluster_auth::keys::ReloadingVerifier;
-use pushcluster_config::{JwtKeyArgs, LogArgs, ShutdownArgs};
+use pushcluster_config::{InternalArgs, JwtKeyArgs, LogArgs, ShutdownArgs};
 use pushcluster_proto::grpc::auth_server::AuthServer;
 use pushcluster_server::Shutdown;
+use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
 
 #[derive(Debug, Args)]
 pub struct AuthArgs {
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "PUSHD_LISTEN", default_value = "0.0.0.0:8083")]
-    pub listen: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "0.0.0.0:9083")]
+    pub admin_listen: std::net::SocketAddr,
     /// Address of the Auth gRPC service.
     #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7003")]
     pub grpc_listen: std::net::SocketAddr,
@@ -33,6 +35,8 @@ pub struct AuthArgs {
     #[command(flatten)]
     pub jwt: JwtKeyArgs,
     #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub log: LogArgs,
@@ -41,6 +45,7 @@ pub struct AuthArgs {
 pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     args.jwt
         .validate(args.jwt_secret.is_some() || args.jwt_secret_file.is_some())?;
+    let internal = super::Internal::from_args(&args.internal)?;
     let verifier = Arc::new(ReloadingVerifier::new(KeySources {
         hs256_secret: args.jwt_secret.map(String::into_bytes),
         hs256_secret_file: args.jwt_secret_file,
@@ -50,21 +55,20 @@ pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let watcher = verifier.watch(Duration::from_secs(2));
     let mut registry = Registry::default();
     verifier.metrics().register(&mut registry);
+    let grpc_metrics = GrpcMetrics::new(&mut registry);
     let ops = Ops::new(registry);
-    let bound = super::bind(args.listen, args.grpc_listen).await?;
+    let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
-    let grpc = super::serve_grpc(
-        tonic::service::Routes::new(AuthServer::new(AuthService { verifier })),
-        bound.grpc,
-        &shutdown,
-        None,
-    );
-    let handler = super::ops_handler(ops.clone());
+    let grpc = GrpcServer::new(internal.token.clone(), grpc_metrics)
+        .service(AuthServer::new(AuthService { verifier }))
+        .tls(internal.tls.clone())
+        .serve(bound.grpc, &shutdown);
     let r = super::run_until(
         super::Serving {
             ops,
-            http: bound.http,
-            handler,
+            http: None,
+            limits: Default::default(),
+            admin: bound.admin,
             shutdown,
             grace: args.shutdown.grace_period,
         },

@@ -20,17 +20,19 @@ pub struct Options {
     pub dns: Option<SocketAddr>,
     /// Extra flags for every dispatch replica (e.g. `--apns-…`).
     pub dispatch_args: Vec<String>,
+    /// Extra flags for every push node.
+    pub push_args: Vec<String>,
+    /// Extra flags for every role (e.g. `--tls-…`).
+    pub all_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts auth, two dispatch replicas, collect and three push nodes on 127.0.0.2/3/4.
     pub async fn start(mongo: &Mongo, o: &Options) -> Cluster {
         let s = |v: &str| v.to_string();
-        let auth = Role::spawn(
-            "auth",
-            &[s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")],
-        )
-        .await;
+        let mut auth_args = vec![s("--grpc-listen=127.0.0.1:0")];
+        auth_args.extend(o.all_args.iter().cloned());
+        let auth = Role::spawn("auth", &auth_args).await;
         let mut redis = vec![format!("--redis-url={}", o.redis_url), s("--route-ttl=3s")];
         if o.redis_cluster {
             redis.push(s("--redis-cluster"));
@@ -38,7 +40,6 @@ impl Cluster {
         let mut dispatch = Vec::new();
         for _ in 0..2 {
             let mut args = vec![
-                s("--listen=127.0.0.1:0"),
                 s("--grpc-listen=127.0.0.1:0"),
                 format!("--node-addr-template={}", o.template),
                 s("--push-service=push-headless"),
@@ -49,6 +50,7 @@ impl Cluster {
             }
             args.extend(redis.clone());
             args.extend(o.dispatch_args.iter().cloned());
+            args.extend(o.all_args.iter().cloned());
             dispatch.push(Role::spawn("dispatch", &args).await);
         }
         let dispatch_addrs: Vec<String> = dispatch
@@ -65,6 +67,7 @@ impl Cluster {
             format!("--dispatch-addr={}", dispatch_addrs.join(",")),
         ];
         args.extend(mongo_args.clone());
+        args.extend(o.all_args.iter().cloned());
         let collect = Role::spawn("collect", &args).await;
         let mut pushes = Vec::new();
         for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
@@ -77,6 +80,8 @@ impl Cluster {
             ];
             args.extend(redis.clone());
             args.extend(mongo_args.clone());
+            args.extend(o.push_args.iter().cloned());
+            args.extend(o.all_args.iter().cloned());
             pushes.push(Role::spawn("push", &args).await);
         }
         Cluster {
@@ -88,7 +93,7 @@ impl Cluster {
     }
 
     pub async fn post(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
-        post_message(self.collect.http, &body).await
+        post_message(self.collect.http(), &body).await
     }
 }
 
@@ -100,5 +105,7 @@ pub fn local(redis_url: String) -> Options {
         template: "{ip}:{port}".into(),
         dns: None,
         dispatch_args: Vec::new(),
+        push_args: Vec::new(),
+        all_args: Vec::new(),
     }
 }
