@@ -360,16 +360,7 @@ async fn a_slow_client_is_closed_and_loses_nothing() {
     );
 
     // The slow client now reads what it got, until the server's close or EOF.
-    let mut got = BTreeSet::new();
-    loop {
-        match slow.next_frame_or_end().await {
-            Ok(v) if v["type"] == "message" => {
-                got.insert(v["id"].as_str().unwrap().to_owned());
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
+    let (got, _) = slow.ids_until_end().await;
     assert!(
         got.len() < sent.len(),
         "the client was cut off ({} of {})",
@@ -377,14 +368,7 @@ async fn a_slow_client_is_closed_and_loses_nothing() {
         sent.len()
     );
     // Reconnect: everything not acked comes again; together nothing is missing.
-    let mut c = server.connect("gina").await;
-    let mut again = BTreeSet::new();
-    while again.len() < sent.len() {
-        let m = c.next_message().await;
-        c.ack(&m.id).await;
-        again.insert(m.id);
-    }
-    assert_eq!(again, sent);
+    assert_eq!(server.receive_all("gina", sent.len()).await, sent);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -119,6 +120,34 @@ impl Server {
         c
     }
 
+    /// Connects `user` through a socket with a tiny receive buffer, and reads the welcome: a
+    /// client that reads nothing more is slow at once.
+    pub async fn connect_slow(&self, user: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(self.addr).await.unwrap();
+        let url = self.ws_url(&token(user), None);
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("ws connect");
+        let mut c = Client { ws };
+        let first = c.next_frame().await.expect("welcome");
+        assert_eq!(first["type"], "welcome", "{first}");
+        c
+    }
+
+    /// Connects `user` and receives, acking each, until `n` distinct messages arrived.
+    pub async fn receive_all(&self, user: &str, n: usize) -> BTreeSet<String> {
+        let mut c = self.connect(user).await;
+        let mut ids = BTreeSet::new();
+        while ids.len() < n {
+            let m = c.next_message().await;
+            c.ack(&m.id).await;
+            ids.insert(m.id);
+        }
+        ids
+    }
+
     pub async fn post(&self, body: Value) -> (u16, Value) {
         self.request("POST", "/v1/messages", Some(body.to_string()), API_KEY)
             .await
@@ -223,6 +252,18 @@ pub async fn http_request(
     body: Option<String>,
     api_key: &str,
 ) -> (u16, Bytes) {
+    let (status, _, bytes) = http_response(addr, method, path, body, api_key).await;
+    (status, bytes)
+}
+
+/// One HTTP request; the status, headers and body of the answer.
+pub async fn http_response(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    api_key: &str,
+) -> (u16, http::HeaderMap, Bytes) {
     let req = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
@@ -236,8 +277,9 @@ pub async fn http_request(
         .expect("http timeout")
         .expect("http request");
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, bytes)
+    (status, headers, bytes)
 }
 
 /// POSTs a message body to `/v1/messages` at `addr`.
@@ -317,6 +359,20 @@ impl Client {
             out.push(m);
         }
         out
+    }
+
+    /// The ids of the messages received until the connection ends, and how it ended.
+    pub async fn ids_until_end(&mut self) -> (BTreeSet<String>, Ended) {
+        let mut ids = BTreeSet::new();
+        loop {
+            match self.next_frame_or_end().await {
+                Ok(v) if v["type"] == "message" => {
+                    ids.insert(v["id"].as_str().unwrap().to_owned());
+                }
+                Ok(_) => {}
+                Err(end) => return (ids, end),
+            }
+        }
     }
 
     pub async fn close(mut self) {
