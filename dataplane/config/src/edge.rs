@@ -37,8 +37,9 @@ impl HttpArgs {
     }
 }
 
-/// The keys business systems authenticate with (HTTP API and gRPC `Submit`).
-#[derive(Debug, Clone, Args)]
+/// The keys business systems authenticate with (HTTP API and gRPC `Submit`). `Debug` shows
+/// how many, never a key.
+#[derive(Clone, Args)]
 pub struct ApiKeyArgs {
     /// Key business systems send as `Authorization: Bearer <key>` (HTTP API and gRPC Submit).
     /// Repeat the flag or separate with commas: any listed key is accepted, so a key rotates
@@ -55,8 +56,9 @@ pub struct ApiKeyArgs {
     pub api_key_file: Option<PathBuf>,
 }
 
-/// How the roles authenticate each other on gRPC (`Dispatch`, `Node`, `Auth`).
-#[derive(Debug, Clone, Args)]
+/// How the roles authenticate each other on gRPC (`Dispatch`, `Node`, `Auth`). `Debug` never
+/// shows the token.
+#[derive(Clone, Args)]
 pub struct InternalArgs {
     /// File holding the internal token every role sends and requires on internal gRPC, one
     /// per line: every line is accepted, the first is sent (rotate: add the new token second,
@@ -90,5 +92,72 @@ impl InternalArgs {
             (Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Debug for ApiKeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyArgs")
+            .field(
+                "api_key",
+                &format_args!("<{} redacted>", self.api_key.len()),
+            )
+            .field("api_key_file", &self.api_key_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for InternalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalArgs")
+            .field("internal_token_file", &self.internal_token_file)
+            .field(
+                "internal_token",
+                &self.internal_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_server_name", &self.tls_server_name)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        keys: ApiKeyArgs,
+        #[command(flatten)]
+        internal: InternalArgs,
+    }
+
+    #[test]
+    fn keys_are_a_list_and_never_printed() {
+        let cli = Cli::try_parse_from([
+            "t",
+            "--api-key=first-key-0123456789,second-key-0123456789",
+            "--api-key",
+            "third-key-0123456789",
+            "--internal-token=internal-0123456789",
+        ])
+        .unwrap();
+        assert_eq!(cli.keys.api_key.len(), 3);
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("0123456789"), "{debug}");
+        assert!(debug.contains("<3 redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn tls_needs_all_three_files() {
+        let e = Cli::try_parse_from(["t", "--tls-cert=c.pem"]).unwrap_err();
+        assert!(e.to_string().contains("--tls-key"), "{e}");
+        let cli = Cli::try_parse_from(["t", "--tls-cert=c", "--tls-key=k", "--tls-ca=a"]).unwrap();
+        assert!(cli.internal.tls_files().is_some());
     }
 }

@@ -113,18 +113,10 @@ fn incoming(
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
             let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "gRPC accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                c = crate::accept::next(&listener, "grpc") => c,
                 _ = shutdown.wait() => return,
                 _ = tx.closed() => return,
             };
-            let _ = tcp.set_nodelay(true);
             let Some(tls) = &tls else {
                 if tx.send(Ok(tls::Io::Plain(tcp))).await.is_err() {
                     return;

@@ -103,18 +103,9 @@ pub async fn serve(listener: TcpListener, routes: Router, limits: HttpLimits, sh
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = crate::accept::next(&listener, "http") => c,
             _ = shutdown.wait() => break,
         };
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let shutdown = shutdown.clone();
         let header_timeout = limits.header_timeout;

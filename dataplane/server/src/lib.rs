@@ -16,6 +16,7 @@
 //! - [`shutdown`]: the one shutdown signal (SIGTERM/SIGINT) passed down to every task.
 #![forbid(unsafe_code)]
 
+mod accept;
 pub mod grpc;
 pub mod http;
 pub mod ops;
