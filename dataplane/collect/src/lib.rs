@@ -1,24 +1,36 @@
 //! Collect: the API business systems send messages to.
 //!
-//! `POST /v1/messages` validates, stores durably — one write of the messages, their
-//! recipients' seqs and the outbox mark — and only then answers `202 {"id"}`; the accepted
-//! batch is handed to dispatch without waiting. A JSON array body is a batch: up to
-//! `--max-batch` messages in one write, `200 {"results": [...]}` with one result per message. `GET /v1/messages/{id}` reports each recipient's state (and each
-//! mobile notification's). `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`])
-//! keep users' mobile devices. All need `Authorization: Bearer <api key>`. [`routes`]: the
-//! table of these routes, and `/openapi.yaml` (`docs/openapi.yaml`) that describes them.
+//! [`Collect::router`] is the API surface, built from the route table [`routes::ROUTES`];
+//! every route but the spec is behind the API keys (`Authorization: Bearer <key>`, checked
+//! before any body is read):
+//! - `POST /v1/messages` validates, stores durably — one write of the messages, their
+//!   recipients' seqs and the outbox mark — and only then answers `202 {"id"}`; the accepted
+//!   batch is handed to dispatch without waiting. A JSON array body is a batch: up to
+//!   `--max-batch` messages in one write, `200 {"results": [...]}` with one result per message;
+//! - `GET /v1/messages/{id}` reports each recipient's state (and each mobile notification's);
+//! - `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`]) keep users' mobile
+//!   devices;
+//! - `GET /openapi.yaml` (`docs/openapi.yaml`) describes them.
+//!
+//! [`SubmitService`] is the same submit over gRPC (its server checks the same keys).
+//! A new route is one line in [`routes::ROUTES`] and one arm in [`Collect::router`].
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, StatusCode, header};
-use hyper::body::Incoming;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::routing::{MethodFilter, on};
+use http::StatusCode;
 use pushcluster_dispatch::Handoff;
+use pushcluster_proto::api::devices::MAX_DEVICE_BODY_BYTES;
 use pushcluster_proto::api::{
     Accepted, BatchAccepted, BatchResult, Invalid, Limits, NewMessage, is_batch, parse_batch,
     parse_submit,
 };
-use pushcluster_server::{Resp, respond};
+use pushcluster_server::http::auth::require_api_key;
+use pushcluster_server::{Resp, Secrets, respond};
 use pushcluster_store::{MessageStore, Submitted};
 use pushcluster_telemetry::Metrics;
 
@@ -31,84 +43,45 @@ use routes::Op;
 pub struct Collect {
     pub store: Arc<dyn MessageStore>,
     pub handoff: Arc<dyn Handoff>,
-    pub api_key: String,
+    /// The API keys callers may present (HTTP and gRPC).
+    pub api_keys: Arc<Secrets>,
     pub limits: Limits,
     pub metrics: Metrics,
 }
 
 impl Collect {
-    /// Handles the API's [`routes::ROUTES`]: `/v1/messages[/{id}]`, `/v1/devices[/{token}]` and
-    /// `/openapi.yaml`; `None` for paths it does not own.
-    pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
-        let path = req.uri().path().to_owned();
-        let (route, param) = match routes::find(req.method().as_str(), &path) {
-            routes::Found::Route(route, param) => (route, param.unwrap_or_default().to_owned()),
-            routes::Found::WrongMethod(allow) => return Some(method_not_allowed(&allow)),
-            routes::Found::NotOurs => return None,
-        };
-        if route.needs_api_key() && !self.authorized(req.headers()) {
-            let mut resp = respond::error(
-                StatusCode::UNAUTHORIZED,
-                "missing or invalid API key: send Authorization: Bearer <PUSHD_API_KEY>",
-                None,
-            );
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Some(resp);
+    /// The API surface (see the crate docs): one route per entry of [`routes::ROUTES`].
+    pub fn router(self: &Arc<Self>) -> Router {
+        let mut keyed = Router::new();
+        let mut open = Router::new();
+        for r in routes::ROUTES {
+            let method = MethodFilter::try_from(
+                http::Method::from_bytes(r.method.as_bytes()).expect("a method"),
+            )
+            .expect("a method axum routes");
+            let handler = match r.op {
+                Op::Submit => {
+                    on(method, submit).layer(DefaultBodyLimit::max(self.limits.max_request_bytes()))
+                }
+                Op::Status => on(method, status),
+                Op::RegisterDevice => on(method, devices::put_device)
+                    .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY_BYTES)),
+                Op::DeleteDevice => on(method, devices::delete_device),
+                Op::OpenApi => on(method, openapi),
+            };
+            if r.needs_api_key() {
+                keyed = keyed.route(r.path, handler);
+            } else {
+                open = open.route(r.path, handler);
+            }
         }
-        Some(match route.op {
-            Op::Submit => self.submit(req).await,
-            Op::Status => self.status(&param).await,
-            Op::RegisterDevice => self.put_device(req).await,
-            Op::DeleteDevice => self.delete_device(&param).await,
-            Op::OpenApi => respond::text(
-                StatusCode::OK,
-                routes::OPENAPI_YAML,
-                "application/yaml; charset=utf-8",
-            ),
-        })
-    }
-
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let Some(given) = respond::bearer(headers) else {
-            return false;
-        };
-        // Constant-time comparison.
-        let (a, b) = (given.as_bytes(), self.api_key.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-
-    async fn submit(&self, req: Request<Incoming>) -> Resp {
-        let body = match pushcluster_server::respond::read_body(
-            req.into_body(),
-            self.limits.max_request_bytes(),
-        )
-        .await
-        {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        };
-        if is_batch(&body) {
-            return self.submit_batch(&body).await;
-        }
-        if body.len() > self.limits.max_body_bytes() {
-            return respond::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body is larger than {} bytes",
-                    self.limits.max_body_bytes()
-                ),
-                None,
-            );
-        }
-        let msg = match parse_submit(&body, &self.limits) {
-            Ok(m) => m,
-            Err(invalid) => return invalid_response(invalid),
-        };
-        match self.accept(vec![msg]).await.remove(0) {
-            Ok(accepted) => respond::json(StatusCode::ACCEPTED, &accepted),
-            Err(reason) => unavailable(reason),
-        }
+        keyed
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.api_keys.clone(),
+                require_api_key,
+            ))
+            .merge(open)
+            .with_state(self.clone())
     }
 
     async fn submit_batch(&self, body: &[u8]) -> Resp {
@@ -250,21 +223,57 @@ impl Collect {
         }
         parse_submit(body.to_string().as_bytes(), &self.limits)
     }
+}
 
-    async fn status(&self, id: &str) -> Resp {
-        match self.store.status(id).await {
-            Ok(Some(status)) => respond::json(StatusCode::OK, &status),
-            Ok(None) => respond::error(
-                StatusCode::NOT_FOUND,
-                format!("no message with id {id}"),
-                Some("id"),
-            ),
-            Err(e) => {
-                self.metrics.store_error(e.metric_label());
-                respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-            }
+async fn submit(State(collect): State<Arc<Collect>>, body: Bytes) -> Resp {
+    if is_batch(&body) {
+        return collect.submit_batch(&body).await;
+    }
+    let limit = collect.limits.max_body_bytes();
+    if body.len() > limit {
+        return respond::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {limit} bytes"),
+            None,
+        );
+    }
+    let msg = match parse_submit(&body, &collect.limits) {
+        Ok(m) => m,
+        Err(invalid) => return invalid_response(invalid),
+    };
+    match collect.accept(vec![msg]).await.remove(0) {
+        Ok(accepted) => respond::json(StatusCode::ACCEPTED, &accepted),
+        Err(reason) => respond::retry_later(StatusCode::SERVICE_UNAVAILABLE, reason, 1),
+    }
+}
+
+async fn openapi() -> Resp {
+    respond::text(
+        StatusCode::OK,
+        routes::OPENAPI_YAML,
+        "application/yaml; charset=utf-8",
+    )
+}
+
+async fn status(State(collect): State<Arc<Collect>>, Path(id): Path<String>) -> Resp {
+    match collect.store.status(&id).await {
+        Ok(Some(status)) => respond::json(StatusCode::OK, &status),
+        Ok(None) => respond::error(
+            StatusCode::NOT_FOUND,
+            format!("no message with id {id}"),
+            Some("id"),
+        ),
+        Err(e) => {
+            collect.metrics.store_error(e.metric_label());
+            respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
         }
     }
+}
+
+/// A body that failed validation, as its JSON error.
+fn invalid_response(invalid: Invalid) -> Resp {
+    let status = StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
+    respond::error(status, invalid.message, invalid.field)
 }
 
 /// The collect role's gRPC `Submit`, for high-volume producers (same validation as HTTP).
@@ -348,28 +357,4 @@ impl pushcluster_proto::grpc::collect_server::Collect for SubmitService {
             pushcluster_proto::grpc::SubmitManyResponse { results },
         ))
     }
-}
-
-fn invalid_response(invalid: Invalid) -> Resp {
-    let status = StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
-    respond::error(status, invalid.message, invalid.field)
-}
-
-fn unavailable(reason: String) -> Resp {
-    let mut resp = respond::error(StatusCode::SERVICE_UNAVAILABLE, reason, None);
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
-}
-
-fn method_not_allowed(allow: &str) -> Resp {
-    let mut resp = respond::error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed; use {allow}"),
-        None,
-    );
-    if let Ok(v) = HeaderValue::from_str(allow) {
-        resp.headers_mut().insert(header::ALLOW, v);
-    }
-    resp
 }

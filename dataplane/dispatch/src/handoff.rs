@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use pushcluster_proto::grpc::WakeRequest;
 use pushcluster_proto::grpc::dispatch_client::DispatchClient;
+use pushcluster_server::grpc::{InternalChannel, InternalClient};
 use pushcluster_store::{BatchId, OutboxBatch};
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
+use tonic::transport::Endpoint;
 
 use crate::worker::Work;
 
@@ -36,25 +37,26 @@ pub struct RemoteHandoff {
 }
 
 impl RemoteHandoff {
-    /// `addrs` like `http://dispatch:7002`, or several separated by commas (balanced);
-    /// connects lazily, reconnects by itself.
-    pub fn new(addrs: &str) -> Result<Self, String> {
-        let mut endpoints = Vec::new();
+    /// `addrs` like `http://dispatch:7002`, or several separated by commas (taken in turns;
+    /// a failed wake-up is retried once on the next); connects lazily over the internal
+    /// channel (internal token, mutual TLS when configured), reconnects by itself.
+    pub fn new(internal: &InternalClient, addrs: &str) -> Result<Self, String> {
+        let mut clients = Vec::new();
         for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            endpoints.push(
-                Channel::from_shared(addr.to_owned())
-                    .map_err(|e| format!("bad dispatch address {addr}: {e}"))?
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(5)),
-            );
+            let endpoint = Endpoint::from_shared(addr.to_owned())
+                .map_err(|e| format!("bad dispatch address {addr}: {e}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(5));
+            let channel = internal
+                .connect_lazy(endpoint, None)
+                .map_err(|e| format!("bad dispatch address {addr}: {e}"))?;
+            clients.push(DispatchClient::new(channel));
         }
-        let channel = match endpoints.len() {
-            0 => return Err("no dispatch address".into()),
-            1 => endpoints.remove(0).connect_lazy(),
-            _ => Channel::balance_list(endpoints.into_iter()),
-        };
+        if clients.is_empty() {
+            return Err("no dispatch address".into());
+        }
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(wake_loop(DispatchClient::new(channel), rx));
+        tokio::spawn(wake_loop(clients, rx));
         Ok(RemoteHandoff { ids: tx })
     }
 }
@@ -67,7 +69,8 @@ impl Handoff for RemoteHandoff {
     }
 }
 
-async fn wake_loop(client: DispatchClient<Channel>, mut rx: mpsc::Receiver<BatchId>) {
+async fn wake_loop(clients: Vec<DispatchClient<InternalChannel>>, mut rx: mpsc::Receiver<BatchId>) {
+    let mut next = 0usize;
     while let Some(first) = rx.recv().await {
         let mut batches = vec![first.0];
         while batches.len() < WAKE_BATCH {
@@ -77,8 +80,16 @@ async fn wake_loop(client: DispatchClient<Channel>, mut rx: mpsc::Receiver<Batch
             }
         }
         let n = batches.len();
-        if let Err(status) = client.clone().wake(WakeRequest { batches }).await {
-            tracing::warn!(batches = n, error = %status, "waking dispatch failed; the batches wait for their lease");
+        let req = WakeRequest { batches };
+        for attempt in 0..clients.len().min(2) {
+            let mut client = clients[next % clients.len()].clone();
+            next = next.wrapping_add(1);
+            match client.wake(req.clone()).await {
+                Ok(_) => break,
+                Err(status) => {
+                    tracing::warn!(batches = n, attempt, error = %status, "waking dispatch failed; the batches wait for their lease unless another replica takes them")
+                }
+            }
         }
     }
 }

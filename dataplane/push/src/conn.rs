@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, OptionFuture};
@@ -47,7 +48,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     svc.metrics.connections.inc();
-    let reg = match svc.hub.register(&user, svc.config.send_queue).await {
+    let queue = (svc.config.send_queue, svc.config.send_queue_bytes);
+    let reg = match svc.hub.register(&user, queue.0, queue.1).await {
         Ok(reg) => reg,
         Err(e) => {
             tracing::warn!(%user, error = %e, "cannot route connection");
@@ -59,7 +61,7 @@ where
         }
     };
     let mut conn = Conn::new(ws, user.clone(), last_seq, svc.clone());
-    let end = match conn.run(reg.rx).await {
+    let end = match conn.run(reg.rx, &reg.queued).await {
         Ok(never) => match never {},
         Err(end) => end,
     };
@@ -125,7 +127,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Arc<Outbound>>) -> Result<Never, End> {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Arc<Outbound>>,
+        queued: &AtomicUsize,
+    ) -> Result<Never, End> {
         let welcome = frame::encode_welcome(&Welcome {
             user: self.user.clone(),
             node: self.svc.hub.node().to_string(),
@@ -142,10 +148,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             tokio::select! {
                 item = rx.recv() => match item {
                     Some(out) => {
+                        queued.fetch_sub(out.bytes(), Ordering::AcqRel);
                         self.live(&out).await?;
                         let mut n = 1;
                         while n < BURST {
                             let Ok(more) = rx.try_recv() else { break };
+                            queued.fetch_sub(more.bytes(), Ordering::AcqRel);
                             self.live(&more).await?;
                             n += 1;
                         }

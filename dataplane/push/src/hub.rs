@@ -1,7 +1,7 @@
 //! This node's connections, by user: routes, fan-out of delivery batches, drain.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -26,9 +26,39 @@ pub struct Outbound {
     pub frame: Option<Arc<FrameTemplate>>,
 }
 
+impl Outbound {
+    /// The bytes this delivery counts against its connection's queue: its frame as written.
+    pub fn bytes(&self) -> usize {
+        self.frame.as_ref().map_or(0, |f| f.len_without_seq() + 20)
+    }
+}
+
 struct Entry {
     conn: u64,
     tx: mpsc::Sender<Arc<Outbound>>,
+    /// Frame bytes in `tx`'s queue (the connection subtracts what it takes out).
+    queued: Arc<AtomicUsize>,
+    /// Most frame bytes `queued` may reach (one frame alone may exceed it).
+    max_bytes: usize,
+}
+
+impl Entry {
+    /// Queues `out` unless the queue is full in count or in bytes.
+    fn offer(&self, out: &Arc<Outbound>) -> Result<(), mpsc::error::TrySendError<()>> {
+        let len = out.bytes();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > self.max_bytes {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return Err(mpsc::error::TrySendError::Full(()));
+        }
+        self.tx.try_send(out.clone()).map_err(|e| {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            match e {
+                mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+            }
+        })
+    }
 }
 
 /// user → this node's connections of that user.
@@ -47,6 +77,8 @@ pub struct Hub {
 pub struct Registration {
     pub conn: u64,
     pub rx: mpsc::Receiver<Arc<Outbound>>,
+    /// Frame bytes waiting in `rx`: subtract each frame's length when taking it out.
+    pub queued: Arc<AtomicUsize>,
 }
 
 impl Hub {
@@ -98,14 +130,26 @@ impl Hub {
 
     /// Adds a connection and, for the user's first one here, writes the route **before**
     /// returning, so that anything dispatched after this returns is forwarded here or found
-    /// by the replay that follows.
-    pub async fn register(&self, user: &str, queue: usize) -> Result<Registration, RouteError> {
+    /// by the replay that follows. Its queue holds at most `queue` messages and `max_bytes`
+    /// frame bytes.
+    pub async fn register(
+        &self,
+        user: &str,
+        queue: usize,
+        max_bytes: usize,
+    ) -> Result<Registration, RouteError> {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
         let first = {
             let mut shard = self.shard(user).lock().expect("hub lock");
             let list = shard.entry(user.to_owned()).or_default();
-            list.push(Entry { conn, tx });
+            list.push(Entry {
+                conn,
+                tx,
+                queued: queued.clone(),
+                max_bytes,
+            });
             list.len() == 1
         };
         if first && let Err(e) = self.routes.add(&self.node, &[user]).await {
@@ -114,7 +158,7 @@ impl Hub {
             tracing::warn!(%user, error = %e, "route not written; will retry by heartbeat");
             self.degraded.store(true, Ordering::SeqCst);
         }
-        Ok(Registration { conn, rx })
+        Ok(Registration { conn, rx, queued })
     }
 
     /// Removes `conn` (idempotent). Drops the route when it was the user's last connection here.
@@ -156,9 +200,9 @@ impl Hub {
     }
 
     /// Queues a batch's entries to every connection of their users; the frame of each
-    /// message is built once. A connection whose queue is full is removed from the hub: it
-    /// drains what it has, then closes with "reconnect to resume"; what it missed is in
-    /// the store.
+    /// message is built once. A connection whose queue is full (in messages or in bytes) is
+    /// removed from the hub: it drains what it has, then closes with "reconnect to resume";
+    /// what it missed is in the store.
     pub async fn deliver_batch(&self, batch: DeliveryBatch) -> Vec<Outcome> {
         let templates: Vec<(Arc<str>, u64, Arc<FrameTemplate>)> = batch
             .messages
@@ -188,7 +232,7 @@ impl Hub {
                 continue;
             };
             let mut overflowed = 0;
-            list.retain(|c| match c.tx.try_send(out.clone()) {
+            list.retain(|c| match c.offer(&out) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     overflowed += 1;
@@ -278,7 +322,7 @@ impl Hub {
         for user in users {
             if let Some(list) = self.shard(user).lock().expect("hub lock").get(user) {
                 for e in list {
-                    let _ = e.tx.try_send(poke.clone());
+                    let _ = e.offer(&poke);
                 }
             }
         }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use pushcluster_config::{
-    ConnArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, OutboxArgs, SecretArgs, ShutdownArgs,
+    ConnArgs, HttpArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, OutboxArgs, SecretArgs,
+    ShutdownArgs,
 };
 
 #[derive(Debug, Parser)]
@@ -41,9 +42,13 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
-    /// Address for WebSocket clients, the HTTP API and /healthz, /readyz, /metrics.
+    /// Address for WebSocket clients (`/ws`), the HTTP API (`/v1/…`), the demo page and
+    /// /healthz, /readyz.
     #[arg(long, env = "PUSHD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
     /// Directory of the embedded message store (created if missing).
     #[arg(long, env = "PUSHD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -67,6 +72,8 @@ pub struct StandaloneArgs {
     pub conn: ConnArgs,
     #[command(flatten)]
     pub outbox: OutboxArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]

@@ -114,7 +114,7 @@ async fn ten_thousand_recipients_of_a_64_kib_message_in_the_cluster() {
         return;
     };
     let cluster = Cluster::start(&mongo, &local(redis.url.clone())).await;
-    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http).collect();
+    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http()).collect();
     let users = names("cf");
     let connected = 600;
     let got = Arc::new(AtomicUsize::new(0));
@@ -145,7 +145,7 @@ async fn a_draining_node_sends_every_client_1001_within_the_grace_period() {
     let grace = Duration::from_secs(10);
     options.push_args = vec![format!("--grace-period={}s", grace.as_secs())];
     let cluster = Cluster::start(&mongo, &options).await;
-    let node = cluster.pushes[0].http;
+    let node = cluster.pushes[0].http();
     let n = 3_000;
     let closes = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();

@@ -96,7 +96,7 @@ async fn offline_users_get_apns_notifications_through_squid() {
         format!("--apns-proxy-credentials-file={}", creds.display()),
     ]);
     let cluster = Cluster::start(&mongo, &options).await;
-    let api = cluster.collect.http;
+    let api = cluster.collect.http();
 
     // An offline user's device, registered (201), then again (200: same device).
     let (t1, t2) = ("a1b2".repeat(16), "c3d4".repeat(16));

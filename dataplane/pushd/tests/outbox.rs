@@ -159,7 +159,7 @@ async fn a_dead_collect_loses_neither_deliveries_nor_notifications() {
         "--handoff-lease=1s".into(),
     ];
     let cluster = Cluster::start(&mongo, &options).await;
-    let api = cluster.collect.http;
+    let api = cluster.collect.http();
     let users: Vec<String> = (0..30).map(|u| format!("on-{u}")).collect();
     let tokens: Vec<String> = (0..5)
         .map(|i| format!("{:02x}", i + 1).repeat(32))
@@ -168,7 +168,7 @@ async fn a_dead_collect_loses_neither_deliveries_nor_notifications() {
         register(api, &format!("off-{i}"), t).await;
     }
     let devices = Arc::new(Devices::default());
-    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http).collect();
+    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http()).collect();
     let tasks = online(&users, &nodes, &devices).await;
 
     let mut expected: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -214,7 +214,7 @@ async fn a_dead_dispatch_replica_loses_nothing() {
     let cluster = Cluster::start(&mongo, &options).await;
     let users: Vec<String> = (0..30).map(|u| format!("d-{u}")).collect();
     let devices = Arc::new(Devices::default());
-    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http).collect();
+    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http()).collect();
     let tasks = online(&users, &nodes, &devices).await;
     let mut expected: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for i in 0..300u64 {

@@ -14,6 +14,7 @@
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
 //! - [`dnsmasq`]: a DNS server with given A records, and a tiny resolver for tests.
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
+//! - [`pki`]: a CA and certificates for mutual TLS between pushd roles.
 //! - [`Helm`], [`Kubectl`]: the built `helm` and `kubectl` binaries.
 //! - [`node`]: Node.js and the npm tools (TypeScript, terser, playwright-core) for the web client.
 
@@ -28,6 +29,7 @@ pub mod dnsmasq;
 pub mod kube;
 pub mod mongo;
 pub mod node;
+pub mod pki;
 pub mod redis;
 pub mod squid;
 pub mod tools;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pushcluster_proto::grpc::node_client::NodeClient;
 use pushcluster_proto::grpc::{self, DeliverBatch};
+use pushcluster_server::grpc::InternalClient;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -26,10 +27,11 @@ struct Link {
     tx: mpsc::Sender<(DeliveryBatch, Reply)>,
 }
 
-/// [`NodeTransport`] over gRPC.
+/// [`NodeTransport`] over gRPC (internal token, mutual TLS when configured).
 pub struct GrpcTransport {
     addressing: Addressing,
     resolver: NodeResolver,
+    internal: InternalClient,
     links: Mutex<HashMap<NodeId, Link>>,
     /// Nodes whose last connect failed, and when to try again.
     backoff: Mutex<HashMap<NodeId, (Instant, Duration)>>,
@@ -37,10 +39,15 @@ pub struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    pub fn new(addressing: Addressing, resolver: NodeResolver) -> Arc<Self> {
+    pub fn new(
+        addressing: Addressing,
+        resolver: NodeResolver,
+        internal: InternalClient,
+    ) -> Arc<Self> {
         Arc::new(GrpcTransport {
             addressing,
             resolver,
+            internal,
             links: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             connect_timeout: Duration::from_secs(2),
@@ -79,7 +86,12 @@ impl GrpcTransport {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10));
-        let channel = match endpoint.connect().await {
+        // The node's certificate names it by its address (e.g. its headless-Service name),
+        // not by the IP it resolved to.
+        let host = address
+            .rsplit_once(':')
+            .map_or(address.as_str(), |(h, _)| h);
+        let channel = match self.internal.connect(endpoint, Some(host)).await {
             Ok(c) => c,
             Err(e) => {
                 // Connection refused / timed out: the pod behind this address is gone.

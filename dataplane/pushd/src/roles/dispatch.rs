@@ -9,20 +9,21 @@ use std::sync::Arc;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
-use pushcluster_config::{LogArgs, MongoArgs, OutboxArgs, RedisArgs, ShutdownArgs};
+use pushcluster_config::{InternalArgs, LogArgs, MongoArgs, OutboxArgs, RedisArgs, ShutdownArgs};
 use pushcluster_dispatch::service::DispatchService;
 use pushcluster_dispatch::{DispatchConfig, Dispatcher, worker};
 use pushcluster_node::grpc::GrpcTransport;
 use pushcluster_node::grpc::addressing::{Addressing, DEFAULT_TEMPLATE, NodeResolver};
 use pushcluster_proto::grpc::dispatch_server::DispatchServer;
 use pushcluster_server::Shutdown;
+use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
 
 #[derive(Debug, Args)]
 pub struct DispatchArgs {
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "PUSHD_LISTEN", default_value = "0.0.0.0:8082")]
-    pub listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "0.0.0.0:9082")]
+    pub admin_listen: SocketAddr,
     /// Address of the Dispatch gRPC service collect hands messages to.
     #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7002")]
     pub grpc_listen: SocketAddr,
@@ -53,6 +54,8 @@ pub struct DispatchArgs {
     #[command(flatten)]
     pub apns: pushcluster_apns::ApnsArgs,
     #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub log: LogArgs,
@@ -61,6 +64,7 @@ pub struct DispatchArgs {
 pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     // Validate before connecting anywhere.
     let apns = crate::mobile::apns_config(&args.apns)?;
+    let internal = super::Internal::from_args(&args.internal)?;
     let routes = super::push::connect_routes(&args.redis).await?;
     let resolver = NodeResolver::new(args.dns_server).map_err(anyhow::Error::msg)?;
     let transport = GrpcTransport::new(
@@ -71,9 +75,11 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
             cluster_domain: args.cluster_domain.clone(),
         },
         resolver,
+        internal.client.clone(),
     );
     let mut registry = Registry::default();
     let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
+    let grpc_metrics = GrpcMetrics::new(&mut registry);
     let store = super::collect::mongo_store(&args.mongo).await?;
     let config = DispatchConfig {
         owner: format!("dispatch-{}-{}", std::process::id(), args.grpc_listen),
@@ -90,7 +96,7 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         dispatcher = dispatcher.with_mobile(mobile);
     }
     let ops = Ops::new(registry);
-    let bound = super::bind(args.listen, args.grpc_listen).await?;
+    let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
         crate::mobile::spawn_retries(mobile, shutdown.clone());
@@ -100,18 +106,16 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let workers = tokio::spawn(worker::run(dispatcher, queue, async move {
         stopping.wait().await
     }));
-    let grpc = super::serve_grpc(
-        tonic::service::Routes::new(DispatchServer::new(DispatchService { work })),
-        bound.grpc,
-        &shutdown,
-        None,
-    );
-    let handler = super::ops_handler(ops.clone());
+    let grpc = GrpcServer::new(internal.token.clone(), grpc_metrics)
+        .service(DispatchServer::new(DispatchService { work }))
+        .tls(internal.tls.clone())
+        .serve(bound.grpc, &shutdown);
     super::run_until(
         super::Serving {
             ops,
-            http: bound.http,
-            handler,
+            http: None,
+            limits: Default::default(),
+            admin: bound.admin,
             shutdown,
             grace: args.shutdown.grace_period,
         },

@@ -26,13 +26,16 @@ pub struct Options {
     pub collect_args: Vec<String>,
     /// Extra flags for every push node.
     pub push_args: Vec<String>,
+    /// Extra flags for every role (e.g. `--tls-…`).
+    pub all_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts auth, two dispatch replicas, collect and three push nodes on 127.0.0.2/3/4.
     pub async fn start(mongo: &Mongo, o: &Options) -> Cluster {
         let s = |v: &str| v.to_string();
-        let mut auth_args = vec![s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")];
+        let mut auth_args = vec![s("--grpc-listen=127.0.0.1:0")];
+        auth_args.extend(o.all_args.iter().cloned());
         auth_args.extend(o.auth_args.iter().cloned());
         let auth = Role::spawn("auth", &auth_args).await;
         let mut redis = vec![format!("--redis-url={}", o.redis_url), s("--route-ttl=3s")];
@@ -46,7 +49,6 @@ impl Cluster {
         let mut dispatch = Vec::new();
         for _ in 0..2 {
             let mut args = vec![
-                s("--listen=127.0.0.1:0"),
                 s("--grpc-listen=127.0.0.1:0"),
                 format!("--node-addr-template={}", o.template),
                 s("--push-service=push-headless"),
@@ -58,6 +60,7 @@ impl Cluster {
             args.extend(redis.clone());
             args.extend(mongo_args.clone());
             args.extend(o.dispatch_args.iter().cloned());
+            args.extend(o.all_args.iter().cloned());
             dispatch.push(Role::spawn("dispatch", &args).await);
         }
         let dispatch_addrs: Vec<String> = dispatch
@@ -74,6 +77,7 @@ impl Cluster {
             args.push(format!("--dispatch-addr={}", dispatch_addrs.join(",")));
         }
         args.extend(mongo_args.clone());
+        args.extend(o.all_args.iter().cloned());
         args.extend(o.collect_args.iter().cloned());
         let collect = Role::spawn("collect", &args).await;
         let mut pushes = Vec::new();
@@ -90,6 +94,7 @@ impl Cluster {
             args.extend(redis.clone());
             args.extend(mongo_args.clone());
             args.extend(o.push_args.iter().cloned());
+            args.extend(o.all_args.iter().cloned());
             pushes.push(Role::spawn("push", &args).await);
         }
         Cluster {
@@ -101,7 +106,7 @@ impl Cluster {
     }
 
     pub async fn post(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
-        post_message(self.collect.http, &body).await
+        post_message(self.collect.http(), &body).await
     }
 }
 
@@ -116,5 +121,6 @@ pub fn local(redis_url: String) -> Options {
         auth_args: Vec::new(),
         collect_args: Vec::new(),
         push_args: Vec::new(),
+        all_args: Vec::new(),
     }
 }
