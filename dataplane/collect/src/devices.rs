@@ -1,8 +1,13 @@
-//! `POST /v1/devices` (register a user's mobile device) and `DELETE /v1/devices/{token}`.
+//! `POST /v1/devices` (register a user's mobile device), `GET /v1/devices?user=U` (list them)
+//! and `DELETE /v1/devices/{token}`.
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use pushcluster_proto::api::devices::{MAX_DEVICE_BODY_BYTES, parse_device, validate_token_path};
+use pushcluster_proto::api::Invalid;
+use pushcluster_proto::api::devices::{
+    DeviceList, MAX_DEVICE_BODY_BYTES, MAX_LISTED_DEVICES, parse_device, parse_device_query,
+    validate_token_path,
+};
 use pushcluster_server::{Resp, respond};
 use pushcluster_store::DeviceSaved;
 
@@ -13,10 +18,11 @@ impl Collect {
     pub(crate) async fn devices(&self, req: Request<Incoming>, rest: &str) -> Resp {
         match (req.method().clone(), rest) {
             (Method::POST, "" | "/") => self.put_device(req).await,
+            (Method::GET, "" | "/") => self.list_devices(req.uri().query()).await,
             (Method::DELETE, token) if token.len() > 1 && !token[1..].contains('/') => {
                 self.delete_device(&token[1..]).await
             }
-            (_, "" | "/") => method_not_allowed("POST"),
+            (_, "" | "/") => method_not_allowed("GET, POST"),
             (_, _) => method_not_allowed("DELETE"),
         }
     }
@@ -28,11 +34,7 @@ impl Collect {
         };
         let device = match parse_device(&body) {
             Ok(d) => d,
-            Err(invalid) => {
-                let status =
-                    StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
-                return respond::error(status, invalid.message, invalid.field);
-            }
+            Err(invalid) => return refused(invalid),
         };
         match self.store.put_device(device).await {
             Ok(DeviceSaved::Created(d)) => {
@@ -44,24 +46,48 @@ impl Collect {
         }
     }
 
+    /// A user's devices, live and dead, by token; at most [`MAX_LISTED_DEVICES`].
+    async fn list_devices(&self, query: Option<&str>) -> Resp {
+        let user = match parse_device_query(query) {
+            Ok(u) => u,
+            Err(invalid) => return refused(invalid),
+        };
+        match self.store.devices(&user).await {
+            Ok(mut devices) => {
+                let truncated = devices.len() > MAX_LISTED_DEVICES;
+                devices.truncate(MAX_LISTED_DEVICES);
+                let list = DeviceList {
+                    user,
+                    devices,
+                    truncated,
+                };
+                respond::json(StatusCode::OK, &list)
+            }
+            Err(e) => self.store_unavailable(e),
+        }
+    }
+
     async fn delete_device(&self, token: &str) -> Resp {
-        let token = match validate_token_path(token) {
+        let candidates = match validate_token_path(token) {
             Ok(t) => t,
             Err(m) => return respond::error(StatusCode::BAD_REQUEST, m, Some("token")),
         };
-        match self.store.delete_device(&token).await {
-            Ok(true) => {
-                let mut resp = respond::text(StatusCode::NO_CONTENT, "", "application/json");
-                resp.headers_mut().remove(http::header::CONTENT_TYPE);
-                resp
+        for token in candidates {
+            match self.store.delete_device(&token).await {
+                Ok(true) => {
+                    let mut resp = respond::text(StatusCode::NO_CONTENT, "", "application/json");
+                    resp.headers_mut().remove(http::header::CONTENT_TYPE);
+                    return resp;
+                }
+                Ok(false) => {}
+                Err(e) => return self.store_unavailable(e),
             }
-            Ok(false) => respond::error(
-                StatusCode::NOT_FOUND,
-                "no device with this token",
-                Some("token"),
-            ),
-            Err(e) => self.store_unavailable(e),
         }
+        respond::error(
+            StatusCode::NOT_FOUND,
+            "no device with this token",
+            Some("token"),
+        )
     }
 
     fn store_unavailable(&self, e: pushcluster_store::Error) -> Resp {
@@ -78,4 +104,10 @@ impl Collect {
         );
         resp
     }
+}
+
+/// A refused request: its status and a body naming the field.
+fn refused(invalid: Invalid) -> Resp {
+    let status = StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
+    respond::error(status, invalid.message, invalid.field)
 }

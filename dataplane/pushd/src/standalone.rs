@@ -44,8 +44,8 @@ pub struct Config {
     pub push: PushConfig,
     pub grace_period: Duration,
     pub sweep_interval: Duration,
-    /// APNs, when `--apns-key-file` is given: mobile push for messages with a notification.
-    pub apns: Option<pushcluster_apns::ApnsConfig>,
+    /// The push vendors configured: mobile push for messages with a notification.
+    pub mobile: pushcluster_mobile::MobileConfig,
 }
 
 impl Config {
@@ -60,7 +60,7 @@ impl Config {
             ..KeySources::default()
         };
         keys.load().map_err(|e| ConfigError(e.to_string()))?;
-        let apns = crate::mobile::apns_config(&a.apns).map_err(|e| ConfigError(e.to_string()))?;
+        let mobile = a.mobile.config().map_err(|e| ConfigError(e.to_string()))?;
         Ok(Config {
             listen: a.listen,
             data_dir: a.data_dir,
@@ -77,7 +77,7 @@ impl Config {
             },
             grace_period: a.shutdown.grace_period,
             sweep_interval: a.sweep_interval,
-            apns,
+            mobile,
         })
     }
 }
@@ -90,7 +90,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let keys = Arc::new(ReloadingVerifier::new(config.keys.clone())?);
     keys.metrics().register(&mut registry);
     let key_watcher = keys.watch(KEY_POLL);
-    let mobile = crate::mobile::mobile_push(config.apns.clone(), store.clone(), &mut registry)?;
+    let mobile =
+        pushcluster_mobile::mobile_push(config.mobile.clone(), store.clone(), &mut registry)?;
     let ops = Ops::new(registry);
 
     let routes = Arc::new(MemoryRouteTable::default());
@@ -126,7 +127,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let addr = listener.local_addr()?;
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
-        crate::mobile::spawn_retries(mobile, shutdown.clone());
+        let shutdown = shutdown.clone();
+        pushcluster_mobile::spawn_retries(mobile, async move { shutdown.wait().await });
     }
     let sweeper = tokio::spawn(sweep(
         store.clone(),

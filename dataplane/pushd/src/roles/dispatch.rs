@@ -1,6 +1,7 @@
 //! `pushd dispatch`: stateless; looks users up in Redis and streams deliveries to push nodes.
-//! With `--apns-key-file` it also sends notifications to offline users' iOS devices, reading
-//! devices and writing per-device records in MongoDB.
+//! With a push vendor configured (`--apns-…`, `--fcm-…`, `--hms-…`, `--xiaomi-…`,
+//! `--vivo-…`) it also sends notifications to offline users' devices, reading devices and
+//! writing per-device records in MongoDB.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,11 +42,11 @@ pub struct DispatchArgs {
     pub dns_server: Option<SocketAddr>,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// Devices and mobile records (used only with APNs).
+    /// Devices and mobile records (used only with a push vendor).
     #[command(flatten)]
     pub mongo: MongoArgs,
     #[command(flatten)]
-    pub apns: pushcluster_apns::ApnsArgs,
+    pub mobile: pushcluster_mobile::MobileArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -54,7 +55,7 @@ pub struct DispatchArgs {
 
 pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     // Validate before connecting anywhere.
-    let apns = crate::mobile::apns_config(&args.apns)?;
+    let mobile = args.mobile.config()?;
     let routes = super::push::connect_routes(&args.redis).await?;
     let resolver = NodeResolver::new(args.dns_server).map_err(anyhow::Error::msg)?;
     let transport = GrpcTransport::new(
@@ -70,9 +71,9 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
     let mut dispatcher = Dispatcher::new(Arc::new(routes), transport).with_metrics(metrics);
     let mut retries = None;
-    if apns.is_some() {
+    if mobile.is_enabled() {
         let store = super::collect::mongo_store(&args.mongo).await?;
-        if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
+        if let Some(mobile) = pushcluster_mobile::mobile_push(mobile, store, &mut registry)? {
             retries = Some(mobile.clone());
             dispatcher = dispatcher.with_mobile(mobile);
         }
@@ -81,7 +82,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
-        crate::mobile::spawn_retries(mobile, shutdown.clone());
+        let shutdown = shutdown.clone();
+        pushcluster_mobile::spawn_retries(mobile, async move { shutdown.wait().await });
     }
     let grpc = super::serve_grpc(
         tonic::service::Routes::new(DispatchServer::new(DispatchService { dispatcher })),
