@@ -4,7 +4,8 @@
 //! PushCluster garbage-collects it) and is applied server-side with one field manager.
 //!
 //! - [`config_map`]: settings shared by every role (`PUSHD_…` env vars).
-//! - [`deployment`]: one Deployment per [`Role`].
+//! - [`deployment`]: one Deployment per [`Role`]; [`mobile`]: the push vendors' settings and
+//!   credentials on the dispatch pods.
 //! - [`service`]: client, headless (push node addressing) and per-role Services.
 //! - [`pdb`]: the push PodDisruptionBudget.
 
@@ -17,6 +18,7 @@ use crate::crd::PushCluster;
 
 pub mod config_map;
 pub mod deployment;
+pub mod mobile;
 pub mod pdb;
 pub mod service;
 

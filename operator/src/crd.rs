@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 mod apns;
 mod roles;
 mod status;
+mod vendors;
 
 pub use apns::{ApnsEnvironment, ApnsProxy, ApnsSpec};
 pub use roles::{AuthSpec, CollectSpec, DispatchSpec, PushSpec, ServiceType};
 pub use status::{PushClusterStatus, RoleStatus};
+pub use vendors::{FcmSpec, HmsSpec, VivoSpec, XiaomiSpec};
 
 /// API group of every pushcluster resource.
 pub const GROUP: &str = "pushcluster.io";
@@ -79,6 +81,18 @@ pub struct PushClusterSpec {
     /// Apple Push Notification service, for offline iOS devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apns: Option<ApnsSpec>,
+    /// Firebase Cloud Messaging, for offline Android devices (direct, never through the APNs proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<FcmSpec>,
+    /// Huawei Push Kit, for offline Huawei devices (direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hms: Option<HmsSpec>,
+    /// Xiaomi push, for offline Xiaomi devices (direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xiaomi: Option<XiaomiSpec>,
+    /// vivo push, for offline vivo devices (direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vivo: Option<VivoSpec>,
 }
 
 fn default_cluster_domain() -> String {

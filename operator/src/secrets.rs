@@ -16,7 +16,7 @@ pub struct Needed {
     pub key: String,
 }
 
-/// Every Secret key `pc` references (APNs only when enabled).
+/// Every Secret key `pc` references (a push vendor's only when it is enabled).
 pub fn needed(pc: &PushCluster) -> Vec<Needed> {
     let s = &pc.spec;
     let r = |field, r: &SecretKeyRef| Needed {
@@ -56,6 +56,29 @@ pub fn needed(pc: &PushCluster) -> Vec<Needed> {
             }
         }
     }
+    let vendors = [
+        s.fcm
+            .as_ref()
+            .filter(|f| f.enabled)
+            .and_then(|f| f.credentials_secret_ref.as_ref())
+            .map(|k| ("spec.fcm.credentialsSecretRef", k)),
+        s.hms
+            .as_ref()
+            .filter(|h| h.enabled)
+            .and_then(|h| h.client_secret_ref.as_ref())
+            .map(|k| ("spec.hms.clientSecretRef", k)),
+        s.xiaomi
+            .as_ref()
+            .filter(|x| x.enabled)
+            .and_then(|x| x.app_secret_ref.as_ref())
+            .map(|k| ("spec.xiaomi.appSecretRef", k)),
+        s.vivo
+            .as_ref()
+            .filter(|o| o.enabled)
+            .and_then(|o| o.app_secret_ref.as_ref())
+            .map(|k| ("spec.vivo.appSecretRef", k)),
+    ];
+    v.extend(vendors.into_iter().flatten().map(|(field, k)| r(field, k)));
     v
 }
 

@@ -329,3 +329,39 @@ async fn a_deleted_push_cluster_is_left_to_the_garbage_collector() {
     assert_eq!(result.unwrap(), Action::await_change());
     assert!(calls.is_empty(), "{calls:?}");
 }
+
+#[tokio::test]
+async fn a_missing_vendor_secret_is_degraded_by_its_field() {
+    let mut pc = push_cluster();
+    pc.spec.hms = Some(
+        serde_json::from_value(json!({"enabled": true, "appId": "104523456",
+            "clientSecretRef": {"name": "huawei", "key": "client-secret"}}))
+        .unwrap(),
+    );
+    pc.spec.vivo = Some(
+        serde_json::from_value(json!({"enabled": false,
+            "appSecretRef": {"name": "vivo-absent", "key": "s"}}))
+        .unwrap(),
+    );
+    let (result, calls, _) = run(pc, all_secrets()).await;
+    assert_eq!(result.unwrap(), Action::requeue(SECRET_RECHECK));
+    let status = &calls
+        .iter()
+        .find(|c| c.path.ends_with("/status"))
+        .unwrap()
+        .body["status"];
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded["status"].as_str(), degraded["reason"].as_str()),
+        (Some("True"), Some("SecretMissing"))
+    );
+    assert_eq!(
+        degraded["message"], "Secret huawei (spec.hms.clientSecretRef) not found",
+        "a disabled vendor's Secret is not needed"
+    );
+}
