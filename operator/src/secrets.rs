@@ -38,47 +38,24 @@ pub fn needed(pc: &PushCluster) -> Vec<Needed> {
     if let Some(j) = &s.auth.jwks_secret_ref {
         v.push(r("spec.auth.jwksSecretRef", j));
     }
-    if let Some(apns) = s.apns.as_ref().filter(|a| a.enabled) {
-        if let Some(k) = &apns.key_secret_ref {
-            v.push(r("spec.apns.keySecretRef", k));
-        }
-        if let Some(c) = apns
-            .proxy
-            .as_ref()
-            .and_then(|p| p.credentials_secret_ref.as_ref())
-        {
-            for key in ["username", "password"] {
-                v.push(Needed {
-                    field: "spec.apns.proxy.credentialsSecretRef",
-                    name: c.name.clone(),
-                    key: key.into(),
-                });
-            }
+    for c in crate::children::mobile::credentials(pc) {
+        v.push(r(c.field, &c.secret));
+    }
+    if let Some(c) = s
+        .apns
+        .as_ref()
+        .filter(|a| a.enabled)
+        .and_then(|a| a.proxy.as_ref())
+        .and_then(|p| p.credentials_secret_ref.as_ref())
+    {
+        for key in ["username", "password"] {
+            v.push(Needed {
+                field: "spec.apns.proxy.credentialsSecretRef",
+                name: c.name.clone(),
+                key: key.into(),
+            });
         }
     }
-    let vendors = [
-        s.fcm
-            .as_ref()
-            .filter(|f| f.enabled)
-            .and_then(|f| f.credentials_secret_ref.as_ref())
-            .map(|k| ("spec.fcm.credentialsSecretRef", k)),
-        s.hms
-            .as_ref()
-            .filter(|h| h.enabled)
-            .and_then(|h| h.client_secret_ref.as_ref())
-            .map(|k| ("spec.hms.clientSecretRef", k)),
-        s.xiaomi
-            .as_ref()
-            .filter(|x| x.enabled)
-            .and_then(|x| x.app_secret_ref.as_ref())
-            .map(|k| ("spec.xiaomi.appSecretRef", k)),
-        s.vivo
-            .as_ref()
-            .filter(|o| o.enabled)
-            .and_then(|o| o.app_secret_ref.as_ref())
-            .map(|k| ("spec.vivo.appSecretRef", k)),
-    ];
-    v.extend(vendors.into_iter().flatten().map(|(field, k)| r(field, k)));
     v
 }
 

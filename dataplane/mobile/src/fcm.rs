@@ -10,7 +10,7 @@ pub mod auth;
 pub mod message;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,9 +23,10 @@ use crate::metrics::MobileMetrics;
 use crate::retry::{Attempt, Verdict, drive};
 use crate::secret::Secret;
 use crate::sender::{MobileRequest, MobileResult, MobileSender};
-use crate::token::TokenCache;
+use crate::token::{TokenCache, Used};
 
 const VENDOR: &str = "fcm";
+const JSON: &str = "application/json";
 const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
 
 /// FCM (Android). Disabled unless `--fcm-credentials-file` is given.
@@ -164,7 +165,7 @@ impl FcmSender {
 struct One<'a> {
     sender: &'a FcmSender,
     body: Bytes,
-    used: Mutex<Option<Secret>>,
+    used: Used,
 }
 
 #[async_trait]
@@ -175,36 +176,26 @@ impl Attempt for One<'_> {
             Ok(t) => t,
             Err(e) => return vec![e.verdict()],
         };
-        *self.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        self.used.set(&token);
         let bearer = format!("Bearer {}", token.expose());
-        let request = match crate::http::post(
-            &inner.send_url,
-            "application/json",
-            Some(("authorization", &bearer)),
-            self.body.clone(),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                return vec![Verdict::Rejected {
-                    reason: format!("InvalidRequest: {e}"),
-                    dead: false,
-                }];
-            }
-        };
-        let verdict = inner.client.exchange(request).await.classify(
-            |v| v,
-            |status, headers, body| {
-                message::classify(status, headers, body, inner.config.quota_backoff)
-            },
-        );
+        let auth = Some(("authorization", bearer.as_str()));
+        let quota = inner.config.quota_backoff;
+        let verdict = inner
+            .client
+            .request(
+                &inner.send_url,
+                JSON,
+                auth,
+                self.body.clone(),
+                |v| v,
+                |s, h, b| message::classify(s, h, b, quota),
+            )
+            .await;
         vec![verdict]
     }
 
     async fn auth_refused(&self) {
-        let used = self.used.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(token) = used {
-            self.sender.inner.tokens.refused(&token).await;
-        }
+        self.used.refused(&self.sender.inner.tokens).await;
     }
 }
 
@@ -218,7 +209,7 @@ impl MobileSender for FcmSender {
         let one = One {
             sender: self,
             body,
-            used: Mutex::new(None),
+            used: Used::default(),
         };
         let inner = &*self.inner;
         let mut results = drive(VENDOR, &inner.config.direct.retry, &inner.metrics, 1, &one).await;

@@ -223,6 +223,29 @@ impl DirectClient {
     }
 }
 
+impl DirectClient {
+    /// POSTs `body` to `url` (see [`post`]) and classifies what came back: `answered` for a
+    /// response; `failed` shapes the verdict of a request that could not be built, was not
+    /// sent or got no answer.
+    pub async fn request<T>(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        auth: Option<(&'static str, &str)>,
+        body: Bytes,
+        failed: impl Fn(Verdict) -> T,
+        answered: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> T,
+    ) -> T {
+        match post(url, content_type, auth, body) {
+            Ok(request) => self.exchange(request).await.classify(failed, answered),
+            Err(e) => failed(Verdict::Rejected {
+                reason: format!("InvalidRequest: {e}"),
+                dead: false,
+            }),
+        }
+    }
+}
+
 /// Connect failures, REFUSED_STREAM and a remote GOAWAY above our stream were not
 /// processed; anything else after the request went out may have been.
 fn classify_error(vendor: &str, e: &hyper_util::client::legacy::Error) -> Exchange {

@@ -8,7 +8,8 @@
 //! | `AuthRefused` (access token expired or revoked) | drop the token, fetch a new one, once more |
 //! | `Retry` at once (not sent: connect failure, refused stream) | again at once, [`RetryPolicy::immediate_retries`] times |
 //! | `Retry` after a back-off (429, 5xx) | the vendor's `Retry-After` or a jittered back-off, [`RetryPolicy::backoff_retries`] times; a wait longer than [`RetryPolicy::backoff_max`] ends the round |
-//! | `Later` (credentials refused, token endpoint down) | stop: `pending` with the reason (retried by later rounds and the sweep) |
+//! | `Later` (credentials refused, as Xiaomi's 21301) | stop: `pending` with the reason (retried by later rounds and the sweep) |
+//! | `NoToken` (token endpoint down or refusing our credentials) | stop: `pending`, no request made (not an attempt) |
 //! | `Unknown` (written, no answer) | again at most [`RetryPolicy::unknown_retries`] times, same dedupe keys |
 //!
 //! The driver works on a batch (Huawei sends up to 1,000 tokens in one request): every item
@@ -50,6 +51,9 @@ pub enum Verdict {
     },
     /// Written without an answer: the vendor may have it.
     Unknown { reason: String },
+    /// No request was made: no access token could be had (token endpoint down, credentials
+    /// refused). Pending for a later round; not an attempt.
+    NoToken { reason: String },
 }
 
 impl Verdict {
@@ -61,7 +65,8 @@ impl Verdict {
             | Verdict::AuthRefused { reason }
             | Verdict::Retry { reason, .. }
             | Verdict::Later { reason, .. }
-            | Verdict::Unknown { reason } => reason,
+            | Verdict::Unknown { reason }
+            | Verdict::NoToken { reason } => reason,
         }
     }
 
@@ -74,6 +79,7 @@ impl Verdict {
             Verdict::Retry { .. } => "retry",
             Verdict::Later { .. } => "later",
             Verdict::Unknown { .. } => "unknown",
+            Verdict::NoToken { .. } => "no_token",
         }
     }
 }
@@ -118,9 +124,11 @@ pub async fn drive(
         let mut wait = Duration::ZERO;
         let mut refresh = false;
         for (&i, verdict) in open.iter().zip(verdicts) {
-            metrics.request(vendor, verdict.label());
             let item = &mut items[i];
-            item.attempts += 1;
+            if !matches!(verdict, Verdict::NoToken { .. }) {
+                metrics.request(vendor, verdict.label());
+                item.attempts += 1;
+            }
             let (again, pause) = next(policy, item, &verdict);
             refresh |= again && matches!(verdict, Verdict::AuthRefused { .. });
             item.last = Some(verdict);
@@ -140,9 +148,10 @@ pub async fn drive(
 /// Whether to send the item again, and after what pause.
 fn next(policy: &RetryPolicy, item: &mut Budget, verdict: &Verdict) -> (bool, Duration) {
     match verdict {
-        Verdict::Accepted { .. } | Verdict::Rejected { .. } | Verdict::Later { .. } => {
-            (false, Duration::ZERO)
-        }
+        Verdict::Accepted { .. }
+        | Verdict::Rejected { .. }
+        | Verdict::Later { .. }
+        | Verdict::NoToken { .. } => (false, Duration::ZERO),
         Verdict::AuthRefused { .. } => {
             let again = !item.new_token;
             item.new_token = true;
@@ -209,6 +218,7 @@ fn result(item: Budget, policy: &RetryPolicy) -> MobileResult {
             r.reason = Some(reason);
             r.retry_after = after;
         }
+        Some(Verdict::NoToken { reason }) => r.reason = Some(reason),
         None => r.reason = Some("not sent".into()),
     }
     r

@@ -30,11 +30,11 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// The verdict for the notifications that waited for the token: pending, for later.
+    /// The verdict for the notifications that waited for the token: pending, for later;
+    /// nothing was sent.
     pub fn verdict(&self) -> Verdict {
-        Verdict::Later {
+        Verdict::NoToken {
             reason: self.to_string(),
-            after: None,
         }
     }
 }
@@ -119,6 +119,24 @@ impl TokenCache {
     /// Forgets the current token, whichever it is.
     pub async fn clear(&self) {
         *self.current.lock().await = None;
+    }
+}
+
+/// The token an attempt used, so that a refusal drops exactly that one.
+#[derive(Default)]
+pub struct Used(std::sync::Mutex<Option<Secret>>);
+
+impl Used {
+    pub fn set(&self, token: &Secret) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+    }
+
+    /// The vendor refused the token last set: `cache` forgets it.
+    pub async fn refused(&self, cache: &TokenCache) {
+        let used = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(token) = used {
+            cache.refused(&token).await;
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 pub mod message;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +24,7 @@ use crate::metrics::MobileMetrics;
 use crate::retry::{Attempt, Verdict, drive};
 use crate::secret::{Secret, read_secret_file};
 use crate::sender::{MobileRequest, MobileResult, MobileSender};
-use crate::token::{Fetched, TokenCache, TokenError};
+use crate::token::{Fetched, TokenCache, TokenError, Used};
 
 const VENDOR: &str = "vivo";
 const DEFAULT_ENDPOINT: &str = "https://api-push.vivo.com.cn";
@@ -227,7 +227,7 @@ impl VivoSender {
 struct One<'a> {
     sender: &'a VivoSender,
     body: Bytes,
-    used: Mutex<Option<Secret>>,
+    used: Used,
 }
 
 #[async_trait]
@@ -238,34 +238,24 @@ impl Attempt for One<'_> {
             Ok(t) => t,
             Err(e) => return vec![e.verdict()],
         };
-        *self.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
-        let request = match crate::http::post(
-            &inner.send_url,
-            "application/json",
-            Some(("authtoken", token.expose())),
-            self.body.clone(),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                return vec![Verdict::Rejected {
-                    reason: format!("InvalidRequest: {e}"),
-                    dead: false,
-                }];
-            }
-        };
+        self.used.set(&token);
+        let auth = Some(("authtoken", token.expose()));
         let verdict = inner
             .client
-            .exchange(request)
-            .await
-            .classify(|v| v, message::classify);
+            .request(
+                &inner.send_url,
+                "application/json",
+                auth,
+                self.body.clone(),
+                |v| v,
+                message::classify,
+            )
+            .await;
         vec![verdict]
     }
 
     async fn auth_refused(&self) {
-        let used = self.used.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(token) = used {
-            self.sender.inner.tokens.refused(&token).await;
-        }
+        self.used.refused(&self.sender.inner.tokens).await;
     }
 }
 
@@ -279,7 +269,7 @@ impl MobileSender for VivoSender {
         let one = One {
             sender: self,
             body,
-            used: Mutex::new(None),
+            used: Used::default(),
         };
         let inner = &*self.inner;
         let mut results = drive(VENDOR, &inner.config.direct.retry, &inner.metrics, 1, &one).await;

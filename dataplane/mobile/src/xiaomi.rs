@@ -23,6 +23,7 @@ use crate::secret::{Secret, read_secret_file};
 use crate::sender::{MobileRequest, MobileResult, MobileSender};
 
 const VENDOR: &str = "xiaomi";
+const FORM: &str = "application/x-www-form-urlencoded;charset=UTF-8";
 const DEFAULT_ENDPOINT: &str = "https://api.xmpush.xiaomi.com";
 
 /// Xiaomi push. Disabled unless `--xiaomi-app-secret-file` is given.
@@ -158,24 +159,18 @@ struct One<'a> {
 impl Attempt for One<'_> {
     async fn attempt(&self, _open: &[usize]) -> Vec<Verdict> {
         let inner = self.inner;
-        let request = match crate::http::post(
-            &inner.send_url,
-            "application/x-www-form-urlencoded;charset=UTF-8",
-            Some(("authorization", inner.auth.expose())),
-            self.form.clone(),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                return vec![Verdict::Rejected {
-                    reason: format!("InvalidRequest: {e}"),
-                    dead: false,
-                }];
-            }
-        };
-        let verdict = inner.client.exchange(request).await.classify(
-            |v| v,
-            |status, headers, body| message::classify(status, headers, body, self.token),
-        );
+        let auth = Some(("authorization", inner.auth.expose()));
+        let verdict = inner
+            .client
+            .request(
+                &inner.send_url,
+                FORM,
+                auth,
+                self.form.clone(),
+                |v| v,
+                |s, h, b| message::classify(s, h, b, self.token),
+            )
+            .await;
         vec![verdict]
     }
 }

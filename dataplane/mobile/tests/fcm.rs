@@ -7,12 +7,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Case, case, check, fast, metrics, metrics_text, request};
+use common::{Case, case, fast, metrics, metrics_text, request};
 use pushcluster_mobile::MobileSender;
 use pushcluster_mobile::fcm::{FcmConfig, FcmSender, auth::ServiceAccount};
 use pushcluster_mobile::http::DirectConfig;
 use pushcluster_proto::api::{MobileState, Platform};
 use pushcluster_test_support::fcm::{FakeFcm, PROJECT, Reply, TokenReply};
+use pushcluster_test_support::https::FakeVendor;
 
 fn config(fcm: &FakeFcm, unknown_retries: u32) -> FcmConfig {
     let account = ServiceAccount::from_json(fcm.service_account_json().as_bytes()).unwrap();
@@ -122,21 +123,20 @@ async fn scripted_replies_end_in_their_documented_state() {
             false,
         ),
     ];
-    for (i, c) in cases.iter().enumerate() {
-        let t = token(i as u32);
-        fcm.script(&t, c.replies.clone());
-        let r = sender
-            .send(&request(Platform::Fcm, &t, &format!("m{i}")))
-            .await;
-        check(c, &r);
-        assert!(fcm.shown_on(&t) <= 1, "{}: never two copies", c.name);
-        if c.state == Accepted {
-            assert_eq!(fcm.delivered_to(&t).len(), 1, "{}", c.name);
-        }
-        if c.name.starts_with("429 without") {
-            assert_eq!(r.retry_after, Some(Duration::from_secs(60)));
-        }
-    }
+    common::run_cases(
+        &fcm,
+        &sender,
+        Platform::Fcm,
+        &cases,
+        token,
+        |t, c| fcm.script(t, c.replies.clone()),
+        |c, r, _| {
+            if c.name.starts_with("429 without") {
+                assert_eq!(r.retry_after, Some(Duration::from_secs(60)));
+            }
+        },
+    )
+    .await;
     // One token for everything but the expired one; the sends shared one HTTP/2 connection.
     assert_eq!(fcm.tokens_issued(), 2);
     assert_eq!(fcm.connections(), 1, "one connection, direct");

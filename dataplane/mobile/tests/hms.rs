@@ -7,13 +7,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Case, case, check, fast, metrics, metrics_text, request};
+use common::{Case, case, fast, metrics, metrics_text, request};
 use pushcluster_mobile::MobileSender;
 use pushcluster_mobile::hms::{HmsConfig, HmsSender};
 use pushcluster_mobile::http::DirectConfig;
 use pushcluster_mobile::secret::Secret;
 use pushcluster_proto::api::{MobileState, Platform};
 use pushcluster_test_support::hms::{APP_ID, CLIENT_SECRET, FakeHms, Reply};
+use pushcluster_test_support::https::FakeVendor;
 
 fn config(hms: &FakeHms, secret: &str) -> HmsConfig {
     let mut direct = DirectConfig::new(hms.url().parse().unwrap());
@@ -92,21 +93,21 @@ async fn scripted_replies_end_in_their_documented_state() {
             false,
         ),
     ];
-    for (i, c) in cases.iter().enumerate() {
-        let t = token(i as u32);
-        if c.name.contains("invalid token") {
-            hms.invalidate(&t);
-        }
-        hms.script(&t, c.replies.clone());
-        let r = sender
-            .send(&request(Platform::Hms, &t, &format!("m{i}")))
-            .await;
-        check(c, &r);
-        assert!(hms.shown_on(&t) <= 1, "{}: never two copies", c.name);
-        if c.state == Accepted {
-            assert_eq!(hms.delivered_to(&t).len(), 1, "{}", c.name);
-        }
-    }
+    common::run_cases(
+        &hms,
+        &sender,
+        Platform::Hms,
+        &cases,
+        token,
+        |t, c| {
+            if c.name.contains("invalid token") {
+                hms.invalidate(t);
+            }
+            hms.script(t, c.replies.clone());
+        },
+        |_, _, _| {},
+    )
+    .await;
     assert_eq!(
         hms.tokens_issued(),
         2,

@@ -6,12 +6,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Case, case, check, fast, metrics, metrics_text, request};
+use common::{Case, case, fast, metrics, metrics_text, request};
 use pushcluster_mobile::MobileSender;
 use pushcluster_mobile::http::DirectConfig;
 use pushcluster_mobile::secret::Secret;
 use pushcluster_mobile::vivo::{VivoConfig, VivoSender};
 use pushcluster_proto::api::{MobileState, Platform};
+use pushcluster_test_support::https::FakeVendor;
 use pushcluster_test_support::vivo::{APP_ID, APP_KEY, APP_SECRET, FakeVivo, Reply};
 
 fn config(vivo: &FakeVivo, secret: &str, unknown_retries: u32) -> VivoConfig {
@@ -89,21 +90,20 @@ async fn scripted_replies_end_in_their_documented_state() {
             false,
         ),
     ];
-    for (i, c) in cases.iter().enumerate() {
-        let t = reg_id(i as u32);
-        vivo.script(&t, c.replies.clone());
-        let r = sender
-            .send(&request(Platform::Vivo, &t, &format!("m{i}")))
-            .await;
-        check(c, &r);
-        assert!(vivo.shown_on(&t) <= 1, "{}: never two copies", c.name);
-        if c.state == Accepted {
-            assert_eq!(vivo.delivered_to(&t).len(), 1, "{}", c.name);
-        }
-        if c.name.starts_with("10070") {
-            assert_eq!(vivo.requests_for(&t).len(), 1, "quota is never retried");
-        }
-    }
+    common::run_cases(
+        &vivo,
+        &sender,
+        Platform::Vivo,
+        &cases,
+        reg_id,
+        |t, c| vivo.script(t, c.replies.clone()),
+        |c, _, t| {
+            if c.name.starts_with("10070") {
+                assert_eq!(vivo.requests_for(t).len(), 1, "quota is never retried");
+            }
+        },
+    )
+    .await;
     assert_eq!(vivo.tokens_issued(), 2, "cached; replaced once after 10000");
     let text = metrics_text(&registry);
     assert!(
@@ -134,7 +134,7 @@ async fn a_wrong_app_secret_leaves_it_pending() {
     let vivo = FakeVivo::start().await;
     let sender = VivoSender::new(config(&vivo, "wrong", 0), metrics().0).unwrap();
     let r = sender.send(&request(Platform::Vivo, &reg_id(1), "m")).await;
-    assert_eq!(r.state, MobileState::Pending, "{r:?}");
+    assert_eq!((r.state, r.attempts), (MobileState::Pending, 0), "{r:?}");
     assert!(r.reason.as_deref().unwrap().contains("10200"), "{r:?}");
     assert!(vivo.requests().is_empty(), "nothing sent without a token");
 }

@@ -6,12 +6,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Case, case, check, fast, metrics, metrics_text, request};
+use common::{Case, case, fast, metrics, metrics_text, request};
 use pushcluster_mobile::MobileSender;
 use pushcluster_mobile::http::DirectConfig;
 use pushcluster_mobile::secret::Secret;
 use pushcluster_mobile::xiaomi::{XiaomiConfig, XiaomiSender};
 use pushcluster_proto::api::{MobileState, Platform};
+use pushcluster_test_support::https::FakeVendor;
 use pushcluster_test_support::xiaomi::{APP_SECRET, FakeXiaomi, PACKAGE, Reply};
 
 fn config(xm: &FakeXiaomi, secret: &str, unknown_retries: u32) -> XiaomiConfig {
@@ -88,18 +89,16 @@ async fn scripted_replies_end_in_their_documented_state() {
             false,
         ),
     ];
-    for (i, c) in cases.iter().enumerate() {
-        let t = regid(i as u32);
-        xm.script(&t, c.replies.clone());
-        let r = sender
-            .send(&request(Platform::Xiaomi, &t, &format!("m{i}")))
-            .await;
-        check(c, &r);
-        assert!(xm.shown_on(&t) <= 1, "{}: never two copies", c.name);
-        if c.state == Accepted {
-            assert_eq!(xm.delivered_to(&t).len(), 1, "{}", c.name);
-        }
-    }
+    common::run_cases(
+        &xm,
+        &sender,
+        Platform::Xiaomi,
+        &cases,
+        regid,
+        |t, c| xm.script(t, c.replies.clone()),
+        |_, _, _| {},
+    )
+    .await;
     let sent = xm.requests();
     assert!(
         sent.iter()

@@ -12,6 +12,7 @@ use common::*;
 use pushcluster_test_support::apns::FakeApns;
 use pushcluster_test_support::fcm::FakeFcm;
 use pushcluster_test_support::hms::{self, FakeHms};
+use pushcluster_test_support::https::FakeVendor;
 use pushcluster_test_support::mongo::Mongo;
 use pushcluster_test_support::redis::Redis;
 use pushcluster_test_support::squid::Squid;
@@ -174,7 +175,7 @@ async fn settled(api: std::net::SocketAddr, id: &str, n: usize) -> Vec<Value> {
 async fn only_apns_goes_through_the_proxy_even_with_https_proxy_set() {
     let f = Fakes::start().await;
     // squid would tunnel to any of the three: a vendor client that used it would show.
-    let ports = [f.apns.port(), f.fcm_port(), f.hms_port()];
+    let ports = [f.apns.port(), f.fcm.port(), f.hms.port()];
     let Some(squid) = Squid::start(PROXY_USER, PROXY_PASSWORD, &ports).await else {
         return;
     };
@@ -328,18 +329,4 @@ async fn offline_devices_on_all_five_platforms_get_one_notification_and_connecte
         );
     }
     here.close().await;
-}
-
-impl Fakes {
-    fn fcm_port(&self) -> u16 {
-        url_port(&self.fcm.url())
-    }
-
-    fn hms_port(&self) -> u16 {
-        url_port(&self.hms.url())
-    }
-}
-
-fn url_port(url: &str) -> u16 {
-    url.rsplit(':').next().unwrap().parse().unwrap()
 }

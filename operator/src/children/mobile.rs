@@ -127,59 +127,85 @@ fn apns_env(pc: &PushCluster, v: &mut Vec<EnvVar>) {
     }
 }
 
-/// The Secret volumes of the enabled vendors' credentials.
-pub fn volumes(pc: &PushCluster) -> Vec<SecretVolume> {
+/// A credential of an enabled vendor: the spec field naming its Secret key, and the file
+/// it becomes on the dispatch pods.
+pub struct Credential {
+    pub field: &'static str,
+    pub volume: &'static str,
+    pub dir: &'static str,
+    pub file: &'static str,
+    pub secret: SecretKeyRef,
+}
+
+/// The credentials of the enabled vendors (APNs key first).
+pub fn credentials(pc: &PushCluster) -> Vec<Credential> {
     let s = &pc.spec;
-    let mut v = Vec::new();
-    let mut add = |on: bool, r: Option<&SecretKeyRef>, name, dir, file| {
-        if let Some(r) = r.filter(|_| on) {
-            v.push((name, dir, r.clone(), file));
-        }
-    };
-    if let Some(a) = &s.apns {
-        add(
-            a.enabled,
-            a.key_secret_ref.as_ref(),
+    let on = |enabled: bool, r: &Option<SecretKeyRef>| r.clone().filter(|_| enabled);
+    let table = [
+        (
+            "spec.apns.keySecretRef",
             "apns",
             APNS_DIR,
             "key.p8",
-        );
-    }
-    if let Some(f) = &s.fcm {
-        add(
-            f.enabled,
-            f.credentials_secret_ref.as_ref(),
+            s.apns
+                .as_ref()
+                .and_then(|a| on(a.enabled, &a.key_secret_ref)),
+        ),
+        (
+            "spec.fcm.credentialsSecretRef",
             "fcm",
             FCM_DIR,
             "service-account.json",
-        );
-    }
-    if let Some(h) = &s.hms {
-        add(
-            h.enabled,
-            h.client_secret_ref.as_ref(),
+            s.fcm
+                .as_ref()
+                .and_then(|f| on(f.enabled, &f.credentials_secret_ref)),
+        ),
+        (
+            "spec.hms.clientSecretRef",
             "hms",
             HMS_DIR,
             "client-secret",
-        );
-    }
-    if let Some(x) = &s.xiaomi {
-        add(
-            x.enabled,
-            x.app_secret_ref.as_ref(),
+            s.hms
+                .as_ref()
+                .and_then(|h| on(h.enabled, &h.client_secret_ref)),
+        ),
+        (
+            "spec.xiaomi.appSecretRef",
             "xiaomi",
             XIAOMI_DIR,
             "app-secret",
-        );
-    }
-    if let Some(o) = &s.vivo {
-        add(
-            o.enabled,
-            o.app_secret_ref.as_ref(),
+            s.xiaomi
+                .as_ref()
+                .and_then(|x| on(x.enabled, &x.app_secret_ref)),
+        ),
+        (
+            "spec.vivo.appSecretRef",
             "vivo",
             VIVO_DIR,
             "app-secret",
-        );
-    }
-    v
+            s.vivo
+                .as_ref()
+                .and_then(|o| on(o.enabled, &o.app_secret_ref)),
+        ),
+    ];
+    table
+        .into_iter()
+        .filter_map(|(field, volume, dir, file, secret)| {
+            Some(Credential {
+                field,
+                volume,
+                dir,
+                file,
+                secret: secret?,
+            })
+        })
+        .collect()
+}
+
+/// The Secret volumes of the enabled vendors' credentials.
+pub fn volumes(pc: &PushCluster) -> Vec<SecretVolume> {
+    credentials(pc)
+        .into_iter()
+        .map(|c| (c.volume, c.dir, c.secret, c.file))
+        .collect()
 }

@@ -236,6 +236,22 @@ async fn an_unchanged_status_is_not_written() {
     assert_eq!(got[1..], APPLIES.map(str::to_owned)[..]);
 }
 
+/// The `Degraded` condition of the status the reconcile wrote.
+fn degraded(calls: &[Call]) -> Value {
+    let status = &calls
+        .iter()
+        .find(|c| c.path.ends_with("/status"))
+        .expect("a status write")
+        .body["status"];
+    status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .cloned()
+        .expect("a Degraded condition")
+}
+
 #[tokio::test]
 async fn a_missing_secret_is_a_degraded_condition_not_an_error() {
     let scenario = Scenario {
@@ -244,17 +260,7 @@ async fn a_missing_secret_is_a_degraded_condition_not_an_error() {
     };
     let (result, calls, ctx) = run(push_cluster(), scenario).await;
     assert_eq!(result.unwrap(), Action::requeue(SECRET_RECHECK));
-    let status = &calls
-        .iter()
-        .find(|c| c.path.ends_with("/status"))
-        .unwrap()
-        .body["status"];
-    let degraded = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap();
+    let degraded = degraded(&calls);
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], "SecretMissing");
     assert_eq!(
@@ -345,17 +351,7 @@ async fn a_missing_vendor_secret_is_degraded_by_its_field() {
     );
     let (result, calls, _) = run(pc, all_secrets()).await;
     assert_eq!(result.unwrap(), Action::requeue(SECRET_RECHECK));
-    let status = &calls
-        .iter()
-        .find(|c| c.path.ends_with("/status"))
-        .unwrap()
-        .body["status"];
-    let degraded = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap();
+    let degraded = degraded(&calls);
     assert_eq!(
         (degraded["status"].as_str(), degraded["reason"].as_str()),
         (Some("True"), Some("SecretMissing"))

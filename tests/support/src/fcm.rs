@@ -20,7 +20,7 @@ use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
-use crate::https::{self, Answer, HttpsServer, Protocols, Request};
+use crate::https::{self, Answer, FakeVendor, HttpsServer, Protocols, Request, Scripts};
 
 pub const PROJECT: &str = "pushcluster-test";
 pub const CLIENT_EMAIL: &str = "pushd@pushcluster-test.iam.gserviceaccount.com";
@@ -89,7 +89,7 @@ impl Received {
 }
 
 struct State {
-    scripts: HashMap<String, VecDeque<Reply>>,
+    scripts: Scripts<Reply>,
     token_replies: VecDeque<TokenReply>,
     lifetime: Duration,
     issued: HashMap<String, Instant>,
@@ -114,6 +114,30 @@ pub struct FakeFcm {
     state: Shared,
 }
 
+impl FakeVendor for FakeFcm {
+    type Received = Received;
+
+    fn server(&self) -> &HttpsServer {
+        &self.server
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        lock(&self.state).received.clone()
+    }
+
+    fn carries(r: &Received, token: &str) -> bool {
+        r.token == token
+    }
+
+    fn reached(r: &Received, token: &str) -> bool {
+        r.token == token && matches!(r.answer.as_str(), "200" | "hang")
+    }
+
+    fn dedupe_key(r: &Received) -> Option<String> {
+        r.tag()
+    }
+}
+
 impl FakeFcm {
     pub async fn start() -> FakeFcm {
         let public = RsaPublicKey::from_public_key_pem(PUBLIC_PEM).expect("fixture public key");
@@ -122,7 +146,7 @@ impl FakeFcm {
             &public.e().to_bytes_be(),
         );
         let state = Arc::new(Mutex::new(State {
-            scripts: HashMap::new(),
+            scripts: Scripts::default(),
             token_replies: VecDeque::new(),
             lifetime: Duration::from_secs(3599),
             issued: HashMap::new(),
@@ -138,14 +162,6 @@ impl FakeFcm {
             HttpsServer::start(Protocols::H2, Arc::new(move |req| handle(&shared, req))).await;
         lock(&state).token_uri = format!("{}/token", server.url());
         FakeFcm { server, state }
-    }
-
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn ca_pem(&self) -> &str {
-        &self.server.ca_pem
     }
 
     /// A service-account key file for this fake (its `token_uri` points here).
@@ -165,11 +181,7 @@ impl FakeFcm {
 
     /// Queues replies for a device token, used one per send; then `Reply::Ok`.
     pub fn script(&self, token: &str, replies: impl IntoIterator<Item = Reply>) {
-        lock(&self.state)
-            .scripts
-            .entry(token.to_owned())
-            .or_default()
-            .extend(replies);
+        lock(&self.state).scripts.add(token, replies);
     }
 
     /// Queues answers of the token endpoint; then tokens.
@@ -185,42 +197,6 @@ impl FakeFcm {
     /// Access tokens issued so far.
     pub fn tokens_issued(&self) -> u32 {
         lock(&self.state).grants
-    }
-
-    /// Every send received so far, in order.
-    pub fn requests(&self) -> Vec<Received> {
-        lock(&self.state).received.clone()
-    }
-
-    pub fn requests_for(&self, token: &str) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.token == token)
-            .collect()
-    }
-
-    /// Copies that reached the device (answered 200, or taken without an answer).
-    pub fn delivered_to(&self, token: &str) -> Vec<Received> {
-        self.requests_for(token)
-            .into_iter()
-            .filter(|r| matches!(r.answer.as_str(), "200" | "hang"))
-            .collect()
-    }
-
-    /// Notifications the device shows: delivered copies with distinct tags.
-    pub fn shown_on(&self, token: &str) -> usize {
-        let tags: HashSet<Option<String>> =
-            self.delivered_to(token).iter().map(Received::tag).collect();
-        tags.len()
-    }
-
-    /// TCP connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.server.connections()
-    }
-
-    pub fn peers(&self) -> Vec<std::net::SocketAddr> {
-        self.server.peers()
     }
 }
 
@@ -386,11 +362,7 @@ fn send(state: &Shared, req: Request) -> Answer {
         s.received.push(received);
         return unauthenticated();
     }
-    let reply = s
-        .scripts
-        .get_mut(&token)
-        .and_then(VecDeque::pop_front)
-        .unwrap_or(Reply::Ok);
+    let reply = s.scripts.next(&token).unwrap_or(Reply::Ok);
     let (answer, label) = match reply {
         Reply::Ok => {
             s.next += 1;

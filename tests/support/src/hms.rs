@@ -10,13 +10,13 @@
 //!   once with [`FakeHms::fail_once`]) make 80100000 partial success with `illegal_tokens`
 //!   (the others are delivered), or 80300007 when every token is invalid.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::https::{self, Answer, HttpsServer, Protocols, Request};
+use crate::https::{self, Answer, FakeVendor, HttpsServer, Protocols, Request, Scripts};
 
 pub const APP_ID: &str = "104523456";
 pub const CLIENT_SECRET: &str = "hms-cl1ent-s3cret-0123456789abcdef";
@@ -53,7 +53,7 @@ pub struct Received {
 
 #[derive(Default)]
 struct State {
-    scripts: HashMap<String, VecDeque<Reply>>,
+    scripts: Scripts<Reply>,
     invalid: HashSet<String>,
     fail_once: HashSet<String>,
     lifetime: Option<Duration>,
@@ -76,6 +76,32 @@ pub struct FakeHms {
     state: Shared,
 }
 
+impl FakeVendor for FakeHms {
+    type Received = Received;
+
+    fn server(&self) -> &HttpsServer {
+        &self.server
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        lock(&self.state).received.clone()
+    }
+
+    fn carries(r: &Received, token: &str) -> bool {
+        r.tokens.iter().any(|t| t == token)
+    }
+
+    fn reached(r: &Received, token: &str) -> bool {
+        r.delivered.iter().any(|t| t == token)
+    }
+
+    fn dedupe_key(r: &Received) -> Option<String> {
+        r.message["android"]["notification"]["tag"]
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
 impl FakeHms {
     pub async fn start() -> FakeHms {
         let state: Shared = Arc::default();
@@ -85,22 +111,9 @@ impl FakeHms {
         FakeHms { server, state }
     }
 
-    /// For `--hms-endpoint` and `--hms-oauth-endpoint`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn ca_pem(&self) -> &str {
-        &self.server.ca_pem
-    }
-
     /// Queues request-level replies for requests carrying `token`; then `Reply::Ok`.
     pub fn script(&self, token: &str, replies: impl IntoIterator<Item = Reply>) {
-        lock(&self.state)
-            .scripts
-            .entry(token.to_owned())
-            .or_default()
-            .extend(replies);
+        lock(&self.state).scripts.add(token, replies);
     }
 
     /// `token` is invalid from now on (an uninstalled app).
@@ -120,48 +133,6 @@ impl FakeHms {
     /// Access tokens issued so far.
     pub fn tokens_issued(&self) -> u32 {
         lock(&self.state).grants
-    }
-
-    pub fn requests(&self) -> Vec<Received> {
-        lock(&self.state).received.clone()
-    }
-
-    /// Requests that carried `token`.
-    pub fn requests_for(&self, token: &str) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.tokens.iter().any(|t| t == token))
-            .collect()
-    }
-
-    /// Copies that reached the device.
-    pub fn delivered_to(&self, token: &str) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.delivered.iter().any(|t| t == token))
-            .collect()
-    }
-
-    /// Notifications the device shows: delivered copies with distinct tags.
-    pub fn shown_on(&self, token: &str) -> usize {
-        let tags: HashSet<Option<String>> = self
-            .delivered_to(token)
-            .iter()
-            .map(|r| {
-                r.message["android"]["notification"]["tag"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .collect();
-        tags.len()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.server.connections()
-    }
-
-    pub fn peers(&self) -> Vec<std::net::SocketAddr> {
-        self.server.peers()
     }
 }
 
@@ -242,7 +213,7 @@ fn send(state: &Shared, req: Request) -> Answer {
         Some(_) => {
             let reply = tokens
                 .iter()
-                .find_map(|t| s.scripts.get_mut(t).and_then(VecDeque::pop_front))
+                .find_map(|t| s.scripts.next(t))
                 .unwrap_or(Reply::Ok);
             match reply {
                 Reply::Ok => {

@@ -5,6 +5,7 @@
 //! it accepted and their peers: a client that went through a proxy would show up as the
 //! proxy's connection (and in the proxy's log).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -204,4 +205,87 @@ pub fn form(body: &[u8]) -> Vec<(String, String)> {
 /// The value of `key` in a form.
 pub fn field<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Scripted replies per device token, used one per request.
+pub struct Scripts<R>(HashMap<String, VecDeque<R>>);
+
+impl<R> Default for Scripts<R> {
+    fn default() -> Self {
+        Scripts(HashMap::new())
+    }
+}
+
+impl<R> Scripts<R> {
+    pub fn add(&mut self, token: &str, replies: impl IntoIterator<Item = R>) {
+        self.0.entry(token.to_owned()).or_default().extend(replies);
+    }
+
+    /// The next reply scripted for `token`, if any.
+    pub fn next(&mut self, token: &str) -> Option<R> {
+        self.0.get_mut(token).and_then(VecDeque::pop_front)
+    }
+}
+
+/// What every fake vendor offers: where it listens, what it received, what reached a device.
+pub trait FakeVendor {
+    /// One request as the fake received it.
+    type Received: Clone;
+
+    fn server(&self) -> &HttpsServer;
+    /// Every request received so far, in order.
+    fn requests(&self) -> Vec<Self::Received>;
+    /// Whether `r` carried `token`.
+    fn carries(r: &Self::Received, token: &str) -> bool;
+    /// Whether `r` put a copy of its notification on `token`'s device.
+    fn reached(r: &Self::Received, token: &str) -> bool;
+    /// What makes a device show two copies as one (tag, jobkey, requestId).
+    fn dedupe_key(r: &Self::Received) -> Option<String>;
+
+    /// `https://127.0.0.1:PORT`.
+    fn url(&self) -> String {
+        self.server().url()
+    }
+
+    /// The CA (PEM) to trust.
+    fn ca_pem(&self) -> &str {
+        &self.server().ca_pem
+    }
+
+    fn port(&self) -> u16 {
+        self.server().addr.port()
+    }
+
+    /// TCP connections accepted so far.
+    fn connections(&self) -> usize {
+        self.server().connections()
+    }
+
+    fn peers(&self) -> Vec<SocketAddr> {
+        self.server().peers()
+    }
+
+    /// Requests that carried `token`.
+    fn requests_for(&self, token: &str) -> Vec<Self::Received> {
+        let mut all = self.requests();
+        all.retain(|r| Self::carries(r, token));
+        all
+    }
+
+    /// Copies that reached `token`'s device.
+    fn delivered_to(&self, token: &str) -> Vec<Self::Received> {
+        let mut all = self.requests();
+        all.retain(|r| Self::reached(r, token));
+        all
+    }
+
+    /// Notifications the device shows: delivered copies with distinct dedupe keys.
+    fn shown_on(&self, token: &str) -> usize {
+        let keys: HashSet<Option<String>> = self
+            .delivered_to(token)
+            .iter()
+            .map(Self::dedupe_key)
+            .collect();
+        keys.len()
+    }
 }

@@ -9,13 +9,13 @@
 //!   `{"result":0,"desc":"请求成功","taskId":…}`. A `requestId` seen before is answered with
 //!   its first `taskId` and not delivered again, as vivo treats a repeated request.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use crate::https::{self, Answer, HttpsServer, Protocols, Request};
+use crate::https::{self, Answer, FakeVendor, HttpsServer, Protocols, Request, Scripts};
 
 pub const APP_ID: u64 = 105_001_234;
 pub const APP_KEY: &str = "8c3f2e1a-pushcluster-app-key";
@@ -56,7 +56,7 @@ pub struct Received {
 
 #[derive(Default)]
 struct State {
-    scripts: HashMap<String, VecDeque<Reply>>,
+    scripts: Scripts<Reply>,
     issued: HashSet<String>,
     revoked: HashSet<String>,
     grants: u32,
@@ -78,6 +78,31 @@ pub struct FakeVivo {
     state: Shared,
 }
 
+impl FakeVendor for FakeVivo {
+    type Received = Received;
+
+    fn server(&self) -> &HttpsServer {
+        &self.server
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        lock(&self.state).received.clone()
+    }
+
+    fn carries(r: &Received, reg_id: &str) -> bool {
+        r.reg_id == reg_id
+    }
+
+    fn reached(r: &Received, reg_id: &str) -> bool {
+        r.reg_id == reg_id && r.delivered
+    }
+
+    /// vivo drops a repeated requestId.
+    fn dedupe_key(r: &Received) -> Option<String> {
+        r.request_id.clone()
+    }
+}
+
 impl FakeVivo {
     pub async fn start() -> FakeVivo {
         let state: Shared = Arc::default();
@@ -87,58 +112,14 @@ impl FakeVivo {
         FakeVivo { server, state }
     }
 
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn ca_pem(&self) -> &str {
-        &self.server.ca_pem
-    }
-
     /// Queues replies for a regId, used one per send; then `Reply::Ok`.
     pub fn script(&self, reg_id: &str, replies: impl IntoIterator<Item = Reply>) {
-        lock(&self.state)
-            .scripts
-            .entry(reg_id.to_owned())
-            .or_default()
-            .extend(replies);
+        lock(&self.state).scripts.add(reg_id, replies);
     }
 
     /// Auth tokens issued so far.
     pub fn tokens_issued(&self) -> u32 {
         lock(&self.state).grants
-    }
-
-    pub fn requests(&self) -> Vec<Received> {
-        lock(&self.state).received.clone()
-    }
-
-    pub fn requests_for(&self, reg_id: &str) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.reg_id == reg_id)
-            .collect()
-    }
-
-    /// Copies that reached the device.
-    pub fn delivered_to(&self, reg_id: &str) -> Vec<Received> {
-        self.requests_for(reg_id)
-            .into_iter()
-            .filter(|r| r.delivered)
-            .collect()
-    }
-
-    /// Notifications the device shows (vivo drops a repeated requestId).
-    pub fn shown_on(&self, reg_id: &str) -> usize {
-        self.delivered_to(reg_id).len()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.server.connections()
-    }
-
-    pub fn peers(&self) -> Vec<std::net::SocketAddr> {
-        self.server.peers()
     }
 }
 
@@ -216,11 +197,7 @@ fn send(state: &Shared, req: &Request, body: Value) -> Answer {
             &json!({"result": 0, "desc": "请求成功", "taskId": task}),
         )
     } else {
-        let reply = s
-            .scripts
-            .get_mut(&reg_id)
-            .and_then(VecDeque::pop_front)
-            .unwrap_or(Reply::Ok);
+        let reply = s.scripts.next(&reg_id).unwrap_or(Reply::Ok);
         match reply {
             Reply::Ok | Reply::Hang => {
                 s.next += 1;

@@ -7,12 +7,11 @@
 //! `registration_id` ([`Reply`]), default `{"result":"ok","code":0,"data":{"id":…}}`. The
 //! device shows only the first message of a jobkey ([`FakeXiaomi::shown_on`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::json;
 
-use crate::https::{self, Answer, HttpsServer, Protocols, Request};
+use crate::https::{self, Answer, FakeVendor, HttpsServer, Protocols, Request, Scripts};
 
 pub const APP_SECRET: &str = "xm-app-s3cret-0123456789ABCDEFGH==";
 pub const PACKAGE: &str = "com.example.pushcluster";
@@ -59,7 +58,7 @@ impl Received {
 
 #[derive(Default)]
 struct State {
-    scripts: HashMap<String, VecDeque<Reply>>,
+    scripts: Scripts<Reply>,
     received: Vec<Received>,
     next: u64,
 }
@@ -76,6 +75,31 @@ pub struct FakeXiaomi {
     state: Shared,
 }
 
+impl FakeVendor for FakeXiaomi {
+    type Received = Received;
+
+    fn server(&self) -> &HttpsServer {
+        &self.server
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        lock(&self.state).received.clone()
+    }
+
+    fn carries(r: &Received, regid: &str) -> bool {
+        r.regid == regid
+    }
+
+    fn reached(r: &Received, regid: &str) -> bool {
+        r.regid == regid && matches!(r.answer.as_str(), "ok" | "hang")
+    }
+
+    /// The device shows only the first message of a jobkey.
+    fn dedupe_key(r: &Received) -> Option<String> {
+        r.jobkey().map(str::to_owned)
+    }
+}
+
 impl FakeXiaomi {
     pub async fn start() -> FakeXiaomi {
         let state: Shared = Arc::default();
@@ -85,58 +109,9 @@ impl FakeXiaomi {
         FakeXiaomi { server, state }
     }
 
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn ca_pem(&self) -> &str {
-        &self.server.ca_pem
-    }
-
     /// Queues replies for a regId, used one per send; then `Reply::Ok`.
     pub fn script(&self, regid: &str, replies: impl IntoIterator<Item = Reply>) {
-        lock(&self.state)
-            .scripts
-            .entry(regid.to_owned())
-            .or_default()
-            .extend(replies);
-    }
-
-    pub fn requests(&self) -> Vec<Received> {
-        lock(&self.state).received.clone()
-    }
-
-    pub fn requests_for(&self, regid: &str) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.regid == regid)
-            .collect()
-    }
-
-    /// Copies that reached the device.
-    pub fn delivered_to(&self, regid: &str) -> Vec<Received> {
-        self.requests_for(regid)
-            .into_iter()
-            .filter(|r| matches!(r.answer.as_str(), "ok" | "hang"))
-            .collect()
-    }
-
-    /// Notifications the device shows: one per jobkey.
-    pub fn shown_on(&self, regid: &str) -> usize {
-        let keys: HashSet<Option<String>> = self
-            .delivered_to(regid)
-            .iter()
-            .map(|r| r.jobkey().map(str::to_owned))
-            .collect();
-        keys.len()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.server.connections()
-    }
-
-    pub fn peers(&self) -> Vec<std::net::SocketAddr> {
-        self.server.peers()
+        lock(&self.state).scripts.add(regid, replies);
     }
 }
 
@@ -190,11 +165,7 @@ fn handle(state: &Shared, req: Request) -> Answer {
             "10017".into(),
         )
     } else {
-        let reply = s
-            .scripts
-            .get_mut(&regid)
-            .and_then(VecDeque::pop_front)
-            .unwrap_or(Reply::Ok);
+        let reply = s.scripts.next(&regid).unwrap_or(Reply::Ok);
         let id = format!("scm01b{:08}fake", s.next);
         let ok = |data: serde_json::Value| json!({"result": "ok", "trace_id": trace, "code": 0, "data": data, "description": "成功", "info": "Received push messages for 1 REGID"});
         match reply {

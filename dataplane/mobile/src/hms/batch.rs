@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 
 use super::{HmsSender, VENDOR, message};
 use crate::retry::{Attempt, Verdict, drive};
-use crate::secret::Secret;
 use crate::sender::{MobileRequest, MobileResult};
+use crate::token::Used;
 
 /// One notification waiting for its batch's result.
 struct Waiting {
@@ -66,7 +66,7 @@ pub(crate) async fn enqueue(sender: &HmsSender, req: MobileRequest) -> MobileRes
 struct Batch<'a> {
     sender: &'a HmsSender,
     reqs: Vec<MobileRequest>,
-    used: Mutex<Option<Secret>>,
+    used: Used,
 }
 
 #[async_trait]
@@ -78,7 +78,7 @@ impl Attempt for Batch<'_> {
             Ok(t) => t,
             Err(e) => return all(e.verdict()),
         };
-        *self.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        self.used.set(&token);
         let tokens: Vec<&str> = open
             .iter()
             .map(|&i| self.reqs[i].device.token.as_str())
@@ -93,34 +93,22 @@ impl Attempt for Batch<'_> {
             }
         };
         let bearer = format!("Bearer {}", token.expose());
-        let request = match crate::http::post(
-            &inner.send_url,
-            "application/json",
-            Some(("authorization", &bearer)),
-            body,
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                return all(Verdict::Rejected {
-                    reason: format!("InvalidRequest: {e}"),
-                    dead: false,
-                });
-            }
-        };
+        let auth = Some(("authorization", bearer.as_str()));
         inner
             .client
-            .exchange(request)
+            .request(
+                &inner.send_url,
+                "application/json",
+                auth,
+                body,
+                all,
+                |s, h, b| message::classify(s, h, b, &tokens),
+            )
             .await
-            .classify(all, |status, headers, body| {
-                message::classify(status, headers, body, &tokens)
-            })
     }
 
     async fn auth_refused(&self) {
-        let used = self.used.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(token) = used {
-            self.sender.inner.tokens.refused(&token).await;
-        }
+        self.used.refused(&self.sender.inner.tokens).await;
     }
 }
 
@@ -132,7 +120,7 @@ async fn flush(sender: HmsSender, batch: Vec<Waiting>) {
     let attempt = Batch {
         sender: &sender,
         reqs,
-        used: Mutex::new(None),
+        used: Used::default(),
     };
     let inner = &*sender.inner;
     let results = drive(

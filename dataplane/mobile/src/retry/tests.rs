@@ -122,6 +122,14 @@ async fn each_verdict_ends_in_its_state_after_its_attempts() {
             1,
         ),
         ("later", vec![vec![later]], Pending, 1),
+        (
+            "no token: not an attempt",
+            vec![vec![Verdict::NoToken {
+                reason: "down".into(),
+            }]],
+            Pending,
+            0,
+        ),
         ("unknown, budget 0", vec![vec![unknown()]], Unknown, 1),
     ];
     for (name, replies, state, attempts) in cases {

@@ -60,7 +60,7 @@ async fn concurrent_callers_share_one_fetch_and_failures_are_not_cached() {
         let got = failing.get(|| async { Err(err.clone()) }).await;
         assert_eq!(got, Err(err.clone()));
     }
-    assert!(matches!(err.verdict(), Verdict::Later { .. }));
+    assert!(matches!(err.verdict(), Verdict::NoToken { .. }));
     assert_eq!(format!("{:?}", Secret::new("s3cret")), "<redacted>");
 }
 

@@ -16,6 +16,7 @@ use pushcluster_proto::api::{
 use pushcluster_proto::delivery::now_ms;
 use pushcluster_store::redb::RedbStore;
 use pushcluster_store::{MessageStore, Submitted};
+use pushcluster_test_support::https::FakeVendor;
 
 /// A notification of message `message_id` for one device, an hour to live.
 pub fn request(platform: Platform, token: &str, message_id: &str) -> MobileRequest {
@@ -118,6 +119,31 @@ pub fn check<R>(c: &Case<R>, r: &MobileResult) {
             "{}: the vendor's id is recorded",
             c.name
         );
+    }
+}
+
+/// Runs every case on its own token (`token(i)`): `script` sets the fake up, one send, then
+/// the documented end, never two copies shown, exactly one delivered when accepted;
+/// `extra` checks what is particular to a case.
+pub async fn run_cases<F: FakeVendor, R>(
+    fake: &F,
+    sender: &dyn MobileSender,
+    platform: Platform,
+    cases: &[Case<R>],
+    token: impl Fn(u32) -> String,
+    script: impl Fn(&str, &Case<R>),
+    extra: impl Fn(&Case<R>, &MobileResult, &str),
+) {
+    for (i, c) in cases.iter().enumerate() {
+        let t = token(i as u32);
+        script(&t, c);
+        let r = sender.send(&request(platform, &t, &format!("m{i}"))).await;
+        check(c, &r);
+        assert!(fake.shown_on(&t) <= 1, "{}: never two copies", c.name);
+        if c.state == MobileState::Accepted {
+            assert_eq!(fake.delivered_to(&t).len(), 1, "{}", c.name);
+        }
+        extra(c, &r, &t);
     }
 }
 
