@@ -57,9 +57,15 @@ pub(crate) async fn enqueue(sender: &HmsSender, req: MobileRequest) -> MobileRes
             }
         });
     }
-    result
-        .await
-        .unwrap_or_else(|_| MobileResult::refused("the Huawei batch was dropped"))
+    result.await.unwrap_or_else(|_| MobileResult {
+        // The batch task ended without a result (shutdown, panic): it may have been sent.
+        state: MobileState::Unknown,
+        reason: Some("the Huawei batch ended without a result".into()),
+        attempts: 0,
+        vendor_id: None,
+        unregistered_at_ms: None,
+        retry_after: None,
+    })
 }
 
 /// One batch's requests.
