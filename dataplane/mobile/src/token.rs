@@ -54,7 +54,10 @@ struct Cached {
 /// The current token of one vendor.
 pub struct TokenCache {
     vendor: &'static str,
-    current: Mutex<Option<Cached>>,
+    /// Read by every request (a short lock, never held across an await).
+    current: std::sync::Mutex<Option<Cached>>,
+    /// Held while fetching, so one fetch runs at a time.
+    fetching: Mutex<()>,
     metrics: MobileMetrics,
 }
 
@@ -67,9 +70,22 @@ impl TokenCache {
     pub fn new(vendor: &'static str, metrics: MobileMetrics) -> TokenCache {
         TokenCache {
             vendor,
-            current: Mutex::new(None),
+            current: std::sync::Mutex::new(None),
+            fetching: Mutex::new(()),
             metrics,
         }
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current token if it is not due.
+    fn fresh(&self) -> Option<Secret> {
+        let c = self.cached();
+        c.as_ref()
+            .filter(|c| Instant::now() < c.refresh_at)
+            .map(|c| c.token.clone())
     }
 
     /// The current token, fetched with `fetch` when there is none or it is due. Callers
@@ -79,11 +95,12 @@ impl TokenCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fetched, TokenError>>,
     {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref()
-            && Instant::now() < c.refresh_at
-        {
-            return Ok(c.token.clone());
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let _fetching = self.fetching.lock().await;
+        if let Some(token) = self.fresh() {
+            return Ok(token); // fetched while we waited
         }
         match fetch().await {
             Ok(f) => {
@@ -93,7 +110,7 @@ impl TokenCache {
                     lifetime_s = f.lifetime.as_secs(),
                     "new vendor access token"
                 );
-                *current = Some(Cached {
+                *self.cached() = Some(Cached {
                     token: f.token.clone(),
                     refresh_at: Instant::now() + f.lifetime - margin(f.lifetime),
                 });
@@ -110,15 +127,10 @@ impl TokenCache {
     /// The vendor refused `token`: the next [`TokenCache::get`] fetches a new one (unless
     /// another caller did already).
     pub async fn refused(&self, token: &Secret) {
-        let mut current = self.current.lock().await;
+        let mut current = self.cached();
         if current.as_ref().is_some_and(|c| c.token == *token) {
             *current = None;
         }
-    }
-
-    /// Forgets the current token, whichever it is.
-    pub async fn clear(&self) {
-        *self.current.lock().await = None;
     }
 }
 
