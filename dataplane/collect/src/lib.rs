@@ -8,8 +8,8 @@
 //!   batch is handed to dispatch without waiting. A JSON array body is a batch: up to
 //!   `--max-batch` messages in one write, `200 {"results": [...]}` with one result per message;
 //! - `GET /v1/messages/{id}` reports each recipient's state (and each mobile notification's);
-//! - `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`]) keep users' mobile
-//!   devices;
+//! - `POST /v1/devices`, `GET /v1/devices?user=U` and `DELETE /v1/devices/{token}`
+//!   ([`devices`]) keep users' mobile devices;
 //! - `GET /openapi.yaml` (`docs/openapi.yaml`) describes them.
 //!
 //! [`SubmitService`] is the same submit over gRPC (its server checks the same keys).
@@ -66,6 +66,7 @@ impl Collect {
                 Op::Status => on(method, status),
                 Op::RegisterDevice => on(method, devices::put_device)
                     .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY_BYTES)),
+                Op::ListDevices => on(method, devices::list_devices),
                 Op::DeleteDevice => on(method, devices::delete_device),
                 Op::OpenApi => on(method, openapi),
             };

@@ -1,7 +1,8 @@
 //! `pushd dispatch`: the outbox workers. Takes accepted batches from MongoDB (named by
 //! collect's `Wake`, or claimed when their lease ran out), looks their users up in Redis and
-//! streams deliveries to push nodes. With `--apns-key-file` it also sends notifications to
-//! offline users' iOS devices, reading devices and writing per-device records in MongoDB.
+//! streams deliveries to push nodes. With a push vendor configured (`--apns-…`, `--fcm-…`,
+//! `--hms-…`, `--xiaomi-…`, `--vivo-…`) it also sends notifications to offline users' devices,
+//! reading devices and writing per-device records in MongoDB.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,7 +44,7 @@ pub struct DispatchArgs {
     pub dns_server: Option<SocketAddr>,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// The outbox (and, with APNs, devices and mobile records).
+    /// The outbox (and, with a push vendor, devices and mobile records).
     #[command(flatten)]
     pub mongo: MongoArgs,
     /// Outbox batches dispatched at once.
@@ -52,7 +53,7 @@ pub struct DispatchArgs {
     #[command(flatten)]
     pub outbox: OutboxArgs,
     #[command(flatten)]
-    pub apns: pushcluster_apns::ApnsArgs,
+    pub mobile: pushcluster_mobile::MobileArgs,
     #[command(flatten)]
     pub internal: InternalArgs,
     #[command(flatten)]
@@ -63,7 +64,7 @@ pub struct DispatchArgs {
 
 pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     // Validate before connecting anywhere.
-    let apns = crate::mobile::apns_config(&args.apns)?;
+    let mobile = args.mobile.config()?;
     let internal = super::Internal::from_args(&args.internal)?;
     let routes = super::push::connect_routes(&args.redis).await?;
     let resolver = NodeResolver::new(args.dns_server).map_err(anyhow::Error::msg)?;
@@ -91,7 +92,7 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let mut dispatcher =
         Dispatcher::new(store.clone(), Arc::new(routes), transport, config).with_metrics(metrics);
     let mut retries = None;
-    if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
+    if let Some(mobile) = pushcluster_mobile::mobile_push(mobile, store, &mut registry)? {
         retries = Some(mobile.clone());
         dispatcher = dispatcher.with_mobile(mobile);
     }
@@ -99,7 +100,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
-        crate::mobile::spawn_retries(mobile, shutdown.clone());
+        let shutdown = shutdown.clone();
+        pushcluster_mobile::spawn_retries(mobile, async move { shutdown.wait().await });
     }
     let (work, queue) = worker::queue(4096);
     let stopping = shutdown.clone();
