@@ -261,11 +261,8 @@ async fn offline_devices_on_all_five_platforms_get_one_notification_and_connecte
     let f = Fakes::start().await;
     let files = tempfile::tempdir().unwrap();
     let mut options = local(redis.url.clone());
+    // (Dispatch always has MongoDB: the outbox, and here the devices and records.)
     options.dispatch_args = flags(&f, files.path(), &["apns", "fcm", "hms", "xiaomi", "vivo"]);
-    options.dispatch_args.extend([
-        format!("--mongodb-uri={}", mongo.uri),
-        format!("--mongodb-database={}", mongo.database),
-    ]);
     let cluster = Cluster::start(&mongo, &options).await;
     let api = cluster.collect.http();
     let (offline, online) = (tokens(10), tokens(20));

@@ -530,6 +530,11 @@ fn vendor_settings_become_dispatch_flags_with_their_secrets_mounted() {
         vols,
         [
             (
+                "internal-token".to_owned(),
+                "demo-internal-token".to_owned(),
+                "token".to_owned()
+            ),
+            (
                 "fcm".to_owned(),
                 "fcm".to_owned(),
                 "service-account.json".to_owned()
@@ -549,6 +554,7 @@ fn vendor_settings_become_dispatch_flags_with_their_secrets_mounted() {
     assert_eq!(
         mounts,
         [
+            "/etc/pushcluster/internal-token",
             "/etc/pushcluster/fcm",
             "/etc/pushcluster/hms",
             "/etc/pushcluster/xiaomi",
@@ -573,11 +579,9 @@ fn vendor_settings_become_dispatch_flags_with_their_secrets_mounted() {
             ("spec.vivo.appSecretRef", "vivo".into()),
         ]
     );
-    // Disabled vendors leave no trace.
+    // Disabled vendors leave no trace (MongoDB stays: the outbox lives there).
     let pc = push_cluster();
     let env = env_of(&deployment::build(&pc, Role::Dispatch, IMAGE));
-    assert!(
-        env.iter()
-            .all(|e| !e.name.contains("FCM") && e.name != "PUSHD_MONGODB_URI")
-    );
+    assert!(env.iter().all(|e| !e.name.contains("FCM")));
+    assert!(env_value(&env, "PUSHD_MONGODB_URI").is_some());
 }

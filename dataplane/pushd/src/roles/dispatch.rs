@@ -19,6 +19,7 @@ use pushcluster_proto::grpc::dispatch_server::DispatchServer;
 use pushcluster_server::Shutdown;
 use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
+use pushcluster_server::role;
 
 #[derive(Debug, Args)]
 pub struct DispatchArgs {
@@ -97,7 +98,7 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         dispatcher = dispatcher.with_mobile(mobile);
     }
     let ops = Ops::new(registry);
-    let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
+    let bound = role::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
         let shutdown = shutdown.clone();
@@ -112,8 +113,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         .service(DispatchServer::new(DispatchService { work }))
         .tls(internal.tls.clone())
         .serve(bound.grpc, &shutdown);
-    super::run_until(
-        super::Serving {
+    role::run_until(
+        role::Serving {
             ops,
             http: None,
             limits: Default::default(),
@@ -125,7 +126,7 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         stop,
         async {},
     )
-    .await?;
+    .await;
     // The batches in flight finish (or stay in the outbox for the next worker).
     let _ = workers.await;
     Ok(())
