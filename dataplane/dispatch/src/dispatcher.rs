@@ -12,6 +12,10 @@ use pushcluster_routing::{RouteError, RouteTable};
 use pushcluster_store::{MessageStore, OutboxBatch};
 
 use crate::mobile::{self, MobilePush};
+use futures_util::StreamExt;
+
+/// Users whose mobile notifications are claimed at once (each a device read and a write).
+const MOBILE_CLAIMS_IN_FLIGHT: usize = 32;
 
 /// Tunables of the outbox workers.
 #[derive(Debug, Clone)]
@@ -154,7 +158,7 @@ impl Dispatcher {
                 for u in &users {
                     reach.entry(u).or_default().unsure = true;
                 }
-                self.start_mobile(batch, &reach, &mut report);
+                self.start_mobile(batch, &reach, &mut report).await;
                 return report;
             }
         };
@@ -230,12 +234,16 @@ impl Dispatcher {
             }
         }
         if track {
-            self.start_mobile(batch, &reach, &mut report);
+            self.start_mobile(batch, &reach, &mut report).await;
         }
         report
     }
 
-    fn start_mobile(
+    /// Claims the mobile notifications of the offline recipients (durably, before the outbox
+    /// mark can go), then sends them in the background. A claim the store refused counts as
+    /// a failure: the batch stays in the outbox and is claimed again (claimed devices are
+    /// skipped then).
+    async fn start_mobile(
         &self,
         batch: &OutboxBatch,
         reach: &HashMap<&str, Reach>,
@@ -244,15 +252,33 @@ impl Dispatcher {
         let Some(mobile) = &self.mobile else {
             return;
         };
+        let mut wanted = Vec::new();
         for m in batch.messages.iter().filter(|m| m.notification.is_some()) {
             for (user, _) in &m.recipients {
                 let r = reach.get(user.as_str()).copied().unwrap_or_default();
                 // A user whose reach is unsure counts as connected: the message is in the
                 // store and reaches them on reconnect; an `always` message goes anyway.
                 if mobile::wants_mobile(m, r.queued || r.unsure) {
-                    mobile.spawn(m, user);
+                    wanted.push((m, user.as_str()));
+                }
+            }
+        }
+        let mut wanted = wanted.into_iter();
+        let mut claims = futures_util::stream::FuturesUnordered::new();
+        loop {
+            while claims.len() < MOBILE_CLAIMS_IN_FLIGHT {
+                let Some((m, user)) = wanted.next() else {
+                    break;
+                };
+                claims.push(mobile.claim(m, user));
+            }
+            match claims.next().await {
+                Some(Ok(claimed)) => {
+                    mobile.send_claimed(claimed);
                     report.mobile += 1;
                 }
+                Some(Err(_)) => report.failed += 1,
+                None => break,
             }
         }
     }

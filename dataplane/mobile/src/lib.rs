@@ -45,7 +45,7 @@ pub mod xiaomi;
 
 pub use args::{MobileArgs, MobileConfig, SetupError, mobile_push, spawn_retries};
 pub use metrics::MobileMetrics;
-pub use push::MobilePush;
+pub use push::{ClaimError, Claimed, MobilePush};
 pub use router::Router;
 pub use sender::{MobileRequest, MobileResult, MobileSender, wants_mobile};
 pub use sweep::RETRY_AFTER;

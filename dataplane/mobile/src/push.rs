@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushcluster_proto::api::{Device, MobileRecord, MobileState, Notification, Platform};
+use pushcluster_proto::api::{Device, MobileRecord, MobileState, Platform};
 use pushcluster_proto::delivery::now_ms;
 use pushcluster_store::{MessageStore, StoredMessage};
 use tokio::sync::Semaphore;
@@ -21,6 +21,26 @@ use crate::sender::{MobileRequest, MobileSender};
 pub const PENDING_ROUNDS: u32 = 3;
 /// Wait between such rounds when the vendor gave no `retry_after`.
 const PENDING_WAIT: Duration = Duration::from_secs(2);
+
+/// Notifications claimed for one user's devices, ready to send ([`MobilePush::send_claimed`]).
+#[derive(Default)]
+pub struct Claimed(Vec<(MobileRequest, MobileRecord)>);
+
+impl Claimed {
+    /// How many devices were claimed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The store failed while claiming: claim again later.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("mobile notifications could not be claimed (store unavailable)")]
+pub struct ClaimError;
 
 /// Sends messages to users' devices in the background.
 #[derive(Clone)]
@@ -52,70 +72,88 @@ impl MobilePush {
         self
     }
 
-    /// Sends `msg` to `user`'s live devices on a spawned task; returns its handle (tests
-    /// wait on it; dispatch does not).
+    /// Sends `msg` to `user`'s live devices on a spawned task (claims included); returns its
+    /// handle. Dispatch uses [`MobilePush::claim`] then [`MobilePush::send_claimed`] instead,
+    /// so that the claims are durable before the outbox mark goes.
     pub fn spawn(&self, msg: &StoredMessage, user: &str) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        let user = user.to_owned();
-        let (id, expires_at_ms) = (msg.id.clone(), msg.expires_at_ms);
-        let notification = msg.notification.clone();
+        let (msg, user) = (msg.clone(), user.to_owned());
         tokio::spawn(async move {
-            let Some(notification) = notification else {
-                return;
-            };
-            let Ok(_slot) = this.slots.clone().acquire_owned().await else {
-                return;
-            };
-            this.send_to_user(&id, expires_at_ms, &user, notification)
-                .await;
+            if let Ok(claimed) = this.claim(&msg, &user).await {
+                let _ = this.send_claimed(claimed).await;
+            }
         })
     }
 
-    async fn send_to_user(
-        &self,
-        id: &str,
-        expires_at_ms: u64,
-        user: &str,
-        notification: Arc<Notification>,
-    ) {
-        let devices = match self.store.devices(user).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(%id, %user, error = %e, "failed to list devices; no mobile push");
-                return;
-            }
+    /// Claims `msg`'s notification for each of `user`'s live devices (one `pending` record
+    /// each; devices claimed before, by anyone, are skipped). `Err` when the store failed:
+    /// claim again later (what was claimed stays claimed). A notification claimed here and
+    /// never sent (the process died in between) stays `pending` without a reason: it may
+    /// have been written to the vendor, so it is never sent again (at most once).
+    pub async fn claim(&self, msg: &StoredMessage, user: &str) -> Result<Claimed, ClaimError> {
+        let Some(notification) = msg.notification.clone() else {
+            return Ok(Claimed::default());
         };
-        // One device's vendor may batch (Huawei): send to all of them at once.
-        let sends = devices.into_iter().filter(Device::is_live).map(|device| {
-            let req = MobileRequest {
-                message_id: id.to_owned(),
-                expires_at_ms,
-                device,
-                notification: notification.clone(),
-            };
-            async move { self.send_one(req).await }
-        });
-        futures_join(sends).await;
-    }
-
-    /// Claim, send, record. Store failures are logged: a claim that failed sends nothing; a
-    /// final record that failed leaves the claim `pending` (sent, outcome not recorded).
-    async fn send_one(&self, req: MobileRequest) {
-        let d = &req.device;
-        let record = MobileRecord::claim(&req.message_id, &d.user, d.platform, &d.token, now_ms());
-        let token_prefix = short(&d.token);
-        match self.store.claim_mobile(&record).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(id = %req.message_id, device = %token_prefix, "already sent to this device; skipping");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(id = %req.message_id, device = %token_prefix, error = %e, "failed to claim a mobile notification; not sent");
-                return;
+        let devices = self.store.devices(user).await.map_err(|e| {
+            tracing::warn!(id = %msg.id, %user, error = %e, "failed to list devices");
+            ClaimError
+        })?;
+        let mut claimed = Claimed::default();
+        let mut failed = false;
+        for device in devices.into_iter().filter(Device::is_live) {
+            let record = MobileRecord::claim(
+                &msg.id,
+                &device.user,
+                device.platform,
+                &device.token,
+                now_ms(),
+            );
+            let token_prefix = short(&device.token);
+            match self.store.claim_mobile(&record).await {
+                Ok(true) => claimed.0.push((
+                    MobileRequest {
+                        message_id: msg.id.clone(),
+                        expires_at_ms: msg.expires_at_ms,
+                        device,
+                        notification: notification.clone(),
+                    },
+                    record,
+                )),
+                Ok(false) => {
+                    tracing::debug!(id = %msg.id, device = %token_prefix, "already claimed for this device; skipping");
+                }
+                Err(e) => {
+                    tracing::warn!(id = %msg.id, device = %token_prefix, error = %e, "failed to claim a mobile notification");
+                    failed = true;
+                }
             }
         }
-        self.drive(&req, record).await;
+        if failed {
+            // Send what was claimed; the rest is claimed again with the next attempt.
+            let this = self.clone();
+            tokio::spawn(async move { this.send_claimed(claimed).await });
+            return Err(ClaimError);
+        }
+        Ok(claimed)
+    }
+
+    /// Sends claimed notifications on a spawned task (at most `concurrency` users' at once);
+    /// one user's devices are sent to together (a vendor may batch them, as Huawei does).
+    pub fn send_claimed(&self, claimed: Claimed) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if claimed.0.is_empty() {
+                return;
+            }
+            let Ok(_slot) = this.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let sends = claimed.0.into_iter().map(|(req, record)| {
+                let this = &this;
+                async move { this.drive(&req, record).await }
+            });
+            futures_join(sends).await;
+        })
     }
 
     /// Sends a claimed (or retaken) notification for up to [`PENDING_ROUNDS`] rounds and

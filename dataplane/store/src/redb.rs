@@ -83,7 +83,14 @@ impl RedbStore {
         let db = Database::create(dir.join("messages.redb")).map_err(|e| open_err(Box::new(e)))?;
         let txn = db.begin_write().map_err(|e| open_err(Box::new(e)))?;
         create_tables(&txn).map_err(|e| open_err(Box::new(e)))?;
+        let released = ops::release_outbox(&txn).map_err(|e| open_err(Box::new(e)))?;
         txn.commit().map_err(|e| open_err(Box::new(e)))?;
+        if released > 0 {
+            tracing::info!(
+                batches = released,
+                "outbox batches of the previous run are due now"
+            );
+        }
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer_db = db.clone();

@@ -330,6 +330,28 @@ fn submit(
     })
 }
 
+/// Ends every outbox lease: at open, the leases in the file belong to a process that is gone
+/// (redb's file lock makes this process its only user), so what it claimed or had handed
+/// over is due at once instead of when its lease would have run out.
+pub(super) fn release_outbox(txn: &WriteTransaction) -> Result<usize> {
+    let mut outbox = txn.open_table(OUTBOX).map_err(Error::backend)?;
+    let mut leased = Vec::new();
+    for entry in outbox.iter().map_err(Error::backend)? {
+        let (k, v) = entry.map_err(Error::backend)?;
+        let (lease, ids) = codec::decode_outbox(k.value(), v.value())?;
+        if lease > 0 {
+            leased.push((k.value().to_owned(), ids));
+        }
+    }
+    for (id, ids) in &leased {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        outbox
+            .insert(id.as_str(), codec::encode_outbox(0, &refs).as_slice())
+            .map_err(Error::backend)?;
+    }
+    Ok(leased.len())
+}
+
 /// Takes up to `limit` outbox entries whose lease ran out, leasing them for `lease_ms`.
 fn claim_outbox(txn: &WriteTransaction, lease_ms: u64, limit: usize) -> Result<Vec<OutboxBatch>> {
     let now = now_ms();
