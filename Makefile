@@ -8,7 +8,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench bench-cluster proto
+.PHONY: run build test tools unit lint fmt bench bench-cluster bench-venv proto
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -45,13 +45,22 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: idle-connection memory and connect rate of pushd standalone (release build)
-bench:
-	$(CARGO) bench -p pushd --bench idle_connections
+## bench: the standard benchmark set (pushbench: standalone and cluster; a few minutes) and
+## bench/REPORT.md. BASE=<commit> also measures pushd at that commit in the same run (ratios);
+## PERF=1 profiles the server. See docs/benchmarks.md.
+bench: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh all
 
-## bench-cluster: end-to-end msgs/s and latency through every role (needs `make tools`)
-bench-cluster: tools
-	$(CARGO) bench -p pushd --bench cluster_throughput
+## bench-cluster: only the cluster part of the set (its report lands in its results dir)
+bench-cluster: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh cluster
+
+BENCH_VENV ?= $(HOME)/.cache/pushcluster/bench-venv
+## bench-venv: Python with matplotlib for the report's chart (cached)
+bench-venv: $(BENCH_VENV)/bin/python
+$(BENCH_VENV)/bin/python:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q matplotlib
 
 ## proto: regenerate the committed gRPC code from dataplane/proto/proto (needs protoc: make tools)
 proto:

@@ -10,7 +10,8 @@
 //!
 //! - [`apns`]: a fake APNs server (HTTP/2 over TLS, scripted replies) for the APNs sender.
 //! - [`redis`]: a Redis server, restartable on the same port, and a 3-master Redis Cluster.
-//! - [`mongo`]: FerretDB (MongoDB wire protocol, SQLite backend) or `MONGODB_URI`.
+//! - [`mongo`]: FerretDB (MongoDB wire protocol) on PostgreSQL or SQLite, or `MONGODB_URI`.
+//! - [`postgres`]: a private PostgreSQL cluster per test process, under FerretDB.
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
 //! - [`dnsmasq`]: a DNS server with given A records, and a tiny resolver for tests.
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
@@ -26,6 +27,7 @@ pub mod apns;
 pub mod dnsmasq;
 pub mod kube;
 pub mod mongo;
+pub mod postgres;
 pub mod redis;
 pub mod squid;
 pub mod tools;

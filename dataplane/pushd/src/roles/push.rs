@@ -85,9 +85,15 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     args.conn.validate()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let commands = super::collect::mongo_commands(&mut registry);
     let ops = Ops::new(registry);
     let store = Arc::new(
-        MongoStore::connect_lazy(&args.mongo.mongodb_uri, &args.mongo.mongodb_database).await?,
+        MongoStore::connect_with(
+            &args.mongo.mongodb_uri,
+            &args.mongo.mongodb_database,
+            Some(commands),
+        )
+        .await?,
     );
     let routes = connect_routes(&args.redis).await?;
     let bound = super::bind(args.listen, args.grpc_listen).await?;
