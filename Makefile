@@ -8,7 +8,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench bench-cluster bench-venv proto
+.PHONY: run build test tools unit lint fmt bench bench-idle bench-standalone bench-cluster bench-venv proto
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -45,13 +45,21 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: the standard benchmark set (pushbench: standalone and cluster; a few minutes) and
-## bench/REPORT.md. BASE=<commit> also measures pushd at that commit in the same run (ratios);
-## PERF=1 profiles the server. See docs/benchmarks.md.
+## bench: the standard benchmark set (pushbench: idle connections, standalone, cluster; ~10
+## minutes) and bench/REPORT.md. BASE=<commit> also measures pushd at that commit in the same
+## run (alternating; ratios); ROUNDS=n; PERF=1 profiles the server. See docs/benchmarks.md.
 bench: tools bench-venv
 	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh all
 
-## bench-cluster: only the cluster part of the set (its report lands in its results dir)
+## bench-idle: only the idle-connection footprint (RSS and CPU per connection)
+bench-idle: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh idle
+
+## bench-standalone: only standalone unicast throughput/latency and fan-out
+bench-standalone: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh standalone
+
+## bench-cluster: only the cluster (FerretDB on PostgreSQL and on SQLite; report in its dir)
 bench-cluster: tools bench-venv
 	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh cluster
 

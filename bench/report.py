@@ -85,6 +85,7 @@ PHASE_METRICS = [
     "last_delivery.p50_ms", "last_delivery.max_ms",
     "server_cpu_us_per_msg", "server_cpu_us_per_delivery", "server_cores",
     "gen_cpu_us_per_msg", "gen_cpu_us_per_delivery", "mongo_commands_per_msg",
+    "pushd_cpu_us_per_msg", "pushd_cpu_us_per_delivery", "store_commands_per_msg",
 ]
 
 
@@ -176,7 +177,8 @@ def cluster_section(g):
             cpu = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(
                 p["server_cpu_by_process"].items(), key=lambda kv: -kv[1]))
             cmds = ", ".join(f"{k} {v}" for k, v in sorted(
-                p["mongo_commands"].items(), key=lambda kv: -kv[1]))
+                (p["mongo_commands"] or p.get("store_commands", {})).items(),
+                key=lambda kv: -kv[1]))
             stages = ", ".join(
                 f"{k} {v['mean_ms']:.2f} ms × {v['count']}"
                 for k, v in sorted(p["stages"].items(), key=lambda kv: -kv[1]["total_s"]))
@@ -187,7 +189,8 @@ def cluster_section(g):
         return ""
     return ("## Cluster: where the time and the CPU go\n\n"
             "Per phase: CPU seconds by process, MongoDB commands by name (from the driver's "
-            "command events, `pushd_mongo_commands_total`), and `pushd_stage_seconds` means.\n\n"
+            "command events, `pushd_mongo_commands_total`; for a pushd without that counter, "
+            "what FerretDB received), and `pushd_stage_seconds` means.\n\n"
             + "\n".join(out) + "\n")
 
 
@@ -222,6 +225,58 @@ def compare_section(g, labels):
     return (f"## Comparison: `{new}` / `{base}` (same run, medians)\n\n"
             "Above 1× is more: good for rates, bad for latency, CPU and commands.\n\n"
             + table(["target", "phase"] + [t for _, t in keys], rows) + "\n")
+
+
+def versus_section(g, labels):
+    """Base and new medians side by side: the headline rate of every phase, pushd's CPU per
+    message (per delivery for fan-out) and the store's commands per message."""
+    if len(labels) < 2:
+        return ""
+    base, new = labels[0], labels[1]
+    rows = []
+    for (target, scenario, label), runs in sorted(g.items()):
+        other = g.get((target, scenario, new))
+        if label != base or not other:
+            continue
+        store = runs[0]["store"]
+        if scenario == "idle":
+            a = median([r["connect"]["rss_per_conn_bytes"] for r in runs])
+            b = median([r["connect"]["rss_per_conn_bytes"] for r in other])
+            ca = median([r["connect"]["server_cpu_us_per_conn"] for r in runs])
+            cb = median([r["connect"]["server_cpu_us_per_conn"] for r in other])
+            rows.append([f"{target} ({store})", "idle: server RSS bytes/connection",
+                         len(runs), len(other), fmt(a, 0), fmt(b, 0),
+                         fmt(b / a if a else None, 2, "×"),
+                         f"{fmt(ca, 0)} / {fmt(cb, 0)} per connect", "—"])
+            continue
+        fan = scenario == "fanout"
+        rate = "deliveries_per_s" if fan else "msgs_per_s"
+        cpu = "pushd_cpu_us_per_delivery" if fan else "pushd_cpu_us_per_msg"
+        keys = [rate, cpu, "store_commands_per_msg", "latency.p50_ms", "latency.p99_ms"]
+        for name in phase_names(runs):
+            a, na = phase_medians(runs, name, keys)
+            b, nb = phase_medians(other, name, keys)
+            ratio = (b[rate] / a[rate]) if a[rate] and b[rate] is not None else None
+            what = f"{scenario} {name}: " + ("deliveries/s" if fan else "msgs/s")
+            rows.append([
+                f"{target} ({store})", what, na, nb, fmt(a[rate], 0), fmt(b[rate], 0),
+                f"**{fmt(ratio, 2, '×')}**", f"{fmt(a[cpu], 2)} / {fmt(b[cpu], 2)}",
+                f"{fmt(a['store_commands_per_msg'], 2)} / {fmt(b['store_commands_per_msg'], 2)}",
+            ])
+            rows.append(["", f"{scenario} {name}: p50 / p99 ms", "", "",
+                         f"{fmt(a['latency.p50_ms'], 2)} / {fmt(a['latency.p99_ms'], 2)}",
+                         f"{fmt(b['latency.p50_ms'], 2)} / {fmt(b['latency.p99_ms'], 2)}",
+                         "", "", ""])
+    if not rows:
+        return ""
+    return (f"## `{base}` against `{new}` (same run, alternating, medians)\n\n"
+            "CPU is pushd's own (utime + stime of the pushd processes) per accepted message, "
+            "per delivery for fan-out; commands are those FerretDB received per accepted "
+            "message (driver heartbeats included).\n\n"
+            + table(["target (store)", "figure", f"{base} runs", f"{new} runs",
+                     f"{base} median", f"{new} median", "ratio",
+                     f"pushd CPU µs {base} / {new}", f"store cmds/msg {base} / {new}"], rows)
+            + "\n")
 
 
 def profile_section(runs):
@@ -315,8 +370,12 @@ def main():
         "from the first request to the last delivery.\n")
     if has_chart:
         parts.append(f"\n![latency against offered rate]({os.path.relpath(png, out_dir)})\n")
-    for s in (idle_section(g, labels), unicast_section(g), fanout_section(g),
-              compare_section(g, labels), cluster_section(g), profile_section(runs)):
+    commands = os.path.join(a.results, "commands.txt")
+    if os.path.exists(commands):
+        with open(commands) as f:
+            parts.append("\nCommands of this run:\n\n```\n" + f.read() + "```\n")
+    for s in (versus_section(g, labels), idle_section(g, labels), unicast_section(g),
+              fanout_section(g), compare_section(g, labels), cluster_section(g), profile_section(runs)):
         if s:
             parts.append("\n" + s)
     analysis = os.path.join(a.results, "analysis.md")

@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
-# The standard benchmark set, sized for the project's 2-core machine (a few minutes):
-#   bench/run.sh all|standalone|cluster
+# The standard benchmark set, sized for the project's 2-core machine:
+#   bench/run.sh all|idle|standalone|cluster
+#   idle        10,000 idle connections: server RSS and CPU per connection (~1 min)
+#   standalone  unicast (2,000 acking users, 64 requests in flight, 100-byte payloads, flat
+#               out then paced at half that rate) and fan-out (one message to 5,000 and to
+#               10,000 connected users) on `pushd standalone` (~3 min)
+#   cluster     unicast and fan-out through auth, collect, 2 dispatch, 2 push nodes, Redis and
+#               FerretDB, on PostgreSQL and on SQLite (FERRETDB_BACKENDS; or MONGODB_URI) (~5 min)
+#   all         the three, and bench/REPORT.md
 # Builds the release pushd and pushbench, runs the scenarios into a new directory
-# bench/results/<time>-<commit>/ (one JSON file per scenario run) and renders its report:
-# bench/REPORT.md for `all`, RESULTS_DIR/REPORT.md otherwise.
-# BASE=<commit>: also measure pushd built at that commit, alternating with the current one in
-# the same run; the report then has a table of ratios (current / BASE).
+# bench/results/<time>-<commit>/ (one JSON file per scenario run, commands.txt) and renders
+# its report: bench/REPORT.md for `all`, RESULTS_DIR/REPORT.md otherwise.
+# ROUNDS=n (default 3): fresh servers per scenario and binary; the report gives medians.
+# BASE=<commit>: also measure pushd built at that commit (bench/build-pushd.sh), alternating
+# with the current one round by round; the report then compares them.
 # PERF=1: profile the server during every measured phase (perf record; see the report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
+case "$what" in all | idle | standalone | cluster) ;; *)
+  echo "usage: $0 all|idle|standalone|cluster" >&2
+  exit 64
+  ;;
+esac
 cargo="${CARGO:-cargo}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 venv="${PUSHCLUSTER_BENCH_VENV:-$HOME/.cache/pushcluster/bench-venv}"
+rounds="${ROUNDS:-3}"
+backends="${FERRETDB_BACKENDS:-postgresql sqlite}"
 
 base_bin=""
 if [ -n "${BASE:-}" ]; then
@@ -25,28 +40,37 @@ if [ -n "$base_bin" ]; then
 else
   pushd_args=(--pushd "$target/release/pushd")
 fi
-extra=()
+extra=(--rounds "$rounds")
 [ -n "${PERF:-}" ] && extra+=(--perf)
 
-run="bench/results/$(date -u +%Y%m%d-%H%M%S)-$(git rev-parse --short=12 HEAD)"
+run="${RESULTS_DIR:-bench/results/$(date -u +%Y%m%d-%H%M%S)-$(git rev-parse --short=12 HEAD)}"
 mkdir -p "$run"
-bench() { "$pushbench" run "${pushd_args[@]}" "${extra[@]}" --out "$run" "$@"; }
+bench() {
+  echo "pushbench run ${pushd_args[*]} ${extra[*]} --out $run $*" | tee -a "$run/commands.txt"
+  "$pushbench" run "${pushd_args[@]}" "${extra[@]}" --out "$run" "$@"
+}
 
+if [ "$what" = all ] || [ "$what" = idle ]; then
+  bench --target standalone --scenario idle --users 10000
+fi
 if [ "$what" = all ] || [ "$what" = standalone ]; then
-  # 10,000 idle connections, three fresh servers (the median is reported).
-  bench --target standalone --scenario idle --users 10000 --rounds 3
-  # 64 requests in flight flat out, then paced at 25/50/75 % of that; fan-out 1,000 and
-  # 10,000 recipients, 100-byte and 64 KiB payloads.
-  bench --target standalone --scenario unicast --users 10000 --paced 0.25,0.5,0.75
-  bench --target standalone --scenario fanout --users 10000 \
-    --fanout 1000x100,10000x100,10000x65536
+  bench --target standalone --scenario unicast --users 2000 --in-flight 64 --payload 100 \
+    --paced 0.5 --duration 5s
+  bench --target standalone --scenario fanout --users 10000 --fanout 5000x100,10000x100 \
+    --fanout-max 20 --fanout-duration 3s
 fi
 if [ "$what" = all ] || [ "$what" = cluster ]; then
-  # auth, collect, 2 dispatch, 3 push nodes, Redis, FerretDB on PostgreSQL (or MONGODB_URI).
-  bench --target cluster --scenario idle,unicast,fanout --users 3000 --paced 0.5 \
-    --fanout 1000x100 --fanout-max 5 --duration 5s
+  if [ -n "${MONGODB_URI:-}" ]; then backends=mongodb; fi
+  for backend in $backends; do
+    echo "PUSHCLUSTER_FERRETDB_BACKEND=$backend" >>"$run/commands.txt"
+    PUSHCLUSTER_FERRETDB_BACKEND="$backend" bench --target cluster --scenario unicast,fanout \
+      --users 2000 --push-nodes 2 --dispatchers 1 --in-flight 64 --paced 0.5 --duration 5s \
+      --fanout 1000x100 --fanout-max 3
+  done
 fi
 
 report="$run/REPORT.md"
 [ "$what" = all ] && report="bench/REPORT.md"
-"$venv/bin/python" bench/report.py "$run" --out "$report"
+py=python3
+[ -x "$venv/bin/python" ] && py="$venv/bin/python"
+"$py" bench/report.py "$run" --out "$report"

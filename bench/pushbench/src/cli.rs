@@ -68,9 +68,19 @@ impl std::str::FromStr for FanoutCase {
 pub struct RunArgs {
     /// pushd binary to measure, `PATH` or `LABEL=PATH`. Give it twice to compare two
     /// binaries in one run (the first is the base; they alternate round by round).
-    #[arg(long = "pushd", env = "PUSHBENCH_PUSHD", value_delimiter = ' ', required = true)]
+    #[arg(
+        long = "pushd",
+        env = "PUSHBENCH_PUSHD",
+        value_delimiter = ' ',
+        required = true
+    )]
     pub pushd: Vec<String>,
-    #[arg(long, env = "PUSHBENCH_TARGET", value_enum, default_value = "standalone")]
+    #[arg(
+        long,
+        env = "PUSHBENCH_TARGET",
+        value_enum,
+        default_value = "standalone"
+    )]
     pub target: TargetArg,
     #[arg(
         long = "scenario",
@@ -105,7 +115,12 @@ pub struct RunArgs {
     #[arg(long, env = "PUSHBENCH_WARMUP", default_value = "1s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
     /// Unicast: paced phases, as fractions of the measured flat-out rate.
-    #[arg(long, env = "PUSHBENCH_PACED", value_delimiter = ',', default_value = "0.5")]
+    #[arg(
+        long,
+        env = "PUSHBENCH_PACED",
+        value_delimiter = ',',
+        default_value = "0.5"
+    )]
     pub paced: Vec<f64>,
     /// Unicast: payload size in bytes (the payload JSON as posted).
     #[arg(long, env = "PUSHBENCH_PAYLOAD", default_value_t = 100)]
@@ -136,6 +151,10 @@ pub struct RunArgs {
     /// Cluster: dispatch replicas.
     #[arg(long, env = "PUSHBENCH_DISPATCHERS", default_value_t = 2)]
     pub dispatchers: usize,
+    /// How clients ack: `id` (per message, every pushd) or `seq` (cumulative, per read).
+    /// Default: what each binary supports (`seq` when it has the outbox path).
+    #[arg(long, env = "PUSHBENCH_ACK", value_enum)]
+    pub ack: Option<crate::proto::AckMode>,
     /// Record a CPU profile of the server (`perf record`) during every measured phase.
     #[arg(long, env = "PUSHBENCH_PERF")]
     pub perf: bool,

@@ -4,11 +4,12 @@
 //! binaries the order alternates round by round (A B, B A, …) so that drift of the shared
 //! machine hits both alike.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
 use crate::cli::{RunArgs, Scenario, TargetArg};
+use crate::proto::AckMode;
 use crate::results::{self, RunResult};
 
 pub mod perf;
@@ -23,6 +24,23 @@ pub mod workers;
 pub struct Binary {
     pub label: String,
     pub path: PathBuf,
+    /// How its clients ack ([`ack_mode`] unless `--ack` says).
+    pub ack: AckMode,
+}
+
+/// What the binary's client protocol supports: cumulative `seq` acks came with the outbox
+/// path, whose `pushd standalone` has `--outbox-lease`; older binaries ack by id.
+fn ack_mode(pushd: &Path) -> anyhow::Result<AckMode> {
+    let out = std::process::Command::new(pushd)
+        .args(["standalone", "--help"])
+        .output()
+        .with_context(|| format!("{} standalone --help", pushd.display()))?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    Ok(if help.contains("--outbox-lease") {
+        AckMode::Seq
+    } else {
+        AckMode::Id
+    })
 }
 
 fn binaries(args: &RunArgs) -> anyhow::Result<Vec<Binary>> {
@@ -33,10 +51,17 @@ fn binaries(args: &RunArgs) -> anyhow::Result<Vec<Binary>> {
         .map(|(i, spec)| {
             let (label, path) = match spec.split_once('=') {
                 Some((l, p)) => (l.to_owned(), p.to_owned()),
-                None => (["base", "new"].get(i).unwrap_or(&"other").to_string(), spec.clone()),
+                None => (
+                    ["base", "new"].get(i).unwrap_or(&"other").to_string(),
+                    spec.clone(),
+                ),
             };
             let path = std::fs::canonicalize(&path).with_context(|| format!("pushd {path}"))?;
-            Ok(Binary { label, path })
+            let ack = match args.ack {
+                Some(a) => a,
+                None => ack_mode(&path)?,
+            };
+            Ok(Binary { label, path, ack })
         })
         .collect::<anyhow::Result<_>>()?;
     if list.len() == 1 && !args.pushd[0].contains('=') {

@@ -54,6 +54,12 @@ pub fn ack_parts(id: &[u8]) -> [&[u8]; 3] {
     [br#"{"type":"ack","id":""#, id, br#""}"#]
 }
 
+/// The cumulative ack of everything up to `seq`, written into `buf` (cleared first).
+pub fn ack_seq(buf: &mut Vec<u8>, seq: u64) {
+    buf.clear();
+    write!(buf, r#"{{"type":"ack","seq":{seq}}}"#).expect("writing to a Vec cannot fail");
+}
+
 /// Classifies a server text frame.
 pub fn scan(frame: &[u8]) -> Scanned<'_> {
     scan_fast(frame).unwrap_or_else(|| scan_slow(frame))

@@ -13,9 +13,13 @@ pub enum Command {
     Connect(ConnectSpec),
     Send(SendSpec),
     /// The full counts of a phase (histograms included).
-    Stats { phase: u32 },
+    Stats {
+        phase: u32,
+    },
     /// Just the delivery count of a phase and the closed connections (cheap, for polling).
-    Count { phase: u32 },
+    Count {
+        phase: u32,
+    },
     Quit,
 }
 
@@ -32,6 +36,19 @@ pub struct ConnectSpec {
     pub secret: String,
     /// Connection attempts in flight.
     pub concurrency: usize,
+    /// How the clients ack.
+    pub ack: AckMode,
+}
+
+/// How a client acks what it receives (what the server under test understands).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// `{"type":"ack","id":…}` for every message (every pushd version).
+    Id,
+    /// One cumulative `{"type":"ack","seq":N}` per read, N the highest seq of the read
+    /// (the outbox path's protocol and how its clients are meant to ack).
+    Seq,
 }
 
 /// How fast a sender goes.
@@ -109,6 +126,9 @@ pub struct Stats {
     pub delivered: u64,
     /// Deliveries of a seq a connection had already seen.
     pub duplicates: u64,
+    /// First deliveries that came after a higher seq of the same user (the server does
+    /// not keep per-user order).
+    pub out_of_order: u64,
     /// Frames that needed a full JSON parse.
     pub slow_parses: u64,
     /// Delivery latencies (receive − send), µs.

@@ -76,6 +76,8 @@ pub struct PhaseResult {
     pub expected_deliveries: u64,
     pub delivered: u64,
     pub duplicates: u64,
+    /// First deliveries below a seq the connection had already seen (order not kept).
+    pub out_of_order: u64,
     pub slow_parses: u64,
     /// Accepted messages per second of sending.
     pub accepted_per_s: f64,
@@ -92,6 +94,10 @@ pub struct PhaseResult {
     pub server_cpu_by_process: BTreeMap<String, f64>,
     pub server_cpu_us_per_msg: f64,
     pub server_cpu_us_per_delivery: f64,
+    /// As `server_cpu_us_per_*`, counting only the pushd processes (not Redis, FerretDB,
+    /// PostgreSQL): the same as the server figures standalone.
+    pub pushd_cpu_us_per_msg: f64,
+    pub pushd_cpu_us_per_delivery: f64,
     /// The server's CPU use in cores (CPU seconds per second).
     pub server_cores: f64,
     pub gen_cpu_s: f64,
@@ -99,6 +105,10 @@ pub struct PhaseResult {
     pub gen_cpu_us_per_delivery: f64,
     pub mongo_commands: BTreeMap<String, u64>,
     pub mongo_commands_per_msg: Option<f64>,
+    /// Commands FerretDB received during the phase (any pushd version; the driver's
+    /// monitoring heartbeats included), by name and per accepted message.
+    pub store_commands: BTreeMap<String, u64>,
+    pub store_commands_per_msg: Option<f64>,
     pub stages: BTreeMap<String, StageDelta>,
     /// The server's hottest functions, when profiled: `[share of samples %, symbol]`.
     pub profile: Vec<(f64, String)>,

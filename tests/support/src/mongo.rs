@@ -50,6 +50,9 @@ pub struct Mongo {
     /// True when this is a real MongoDB from `MONGODB_URI`.
     pub real: bool,
     pub backend: Backend,
+    /// FerretDB's debug listener (Prometheus text at `/debug/metrics`, e.g.
+    /// `ferretdb_client_requests_total{command}`); none for `MONGODB_URI`.
+    pub debug_addr: Option<std::net::SocketAddr>,
     /// PostgreSQL under FerretDB (shared by the process's tests).
     postgres: Option<&'static Postgres>,
     // Declared before `_dir`: the server is killed before its directory is removed.
@@ -76,6 +79,7 @@ impl Mongo {
                 database: unique_db(),
                 real: true,
                 backend: Backend::MongoDb,
+                debug_addr: None,
                 postgres: None,
                 _proc: None,
                 _dir: None,
@@ -98,6 +102,7 @@ impl Mongo {
                         .prefix("pushcluster-ferretdb-")
                         .tempdir()?;
                     let port = free_port();
+                    let debug_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
                     let mut cmd = Command::new(&bin);
                     match postgres {
                         Some(pg) => {
@@ -113,7 +118,8 @@ impl Mongo {
                     }
                     cmd.arg(format!("--listen-addr=127.0.0.1:{port}"))
                         .arg(format!("--state-dir={}", dir.path().display()))
-                        .args(["--telemetry=disable", "--debug-addr=-", "--log-level=warn"]);
+                        .arg(format!("--debug-addr={debug_addr}"))
+                        .args(["--telemetry=disable", "--log-level=warn"]);
                     let mut proc = Proc::spawn("ferretdb", cmd, &dir.path().join("ferretdb.log"))?;
                     let uri = format!("mongodb://127.0.0.1:{port}/");
                     proc.wait_ready(Duration::from_secs(20), || {
@@ -126,6 +132,7 @@ impl Mongo {
                         database: unique_db(),
                         real: false,
                         backend,
+                        debug_addr: Some(debug_addr),
                         postgres,
                         _proc: Some(proc),
                         _dir: Some(dir),

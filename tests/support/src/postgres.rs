@@ -171,14 +171,15 @@ fn template(initdb: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<PathBuf>
         use std::os::unix::process::CommandExt;
         init.uid(uid).gid(gid);
     }
-    let made = run(&mut init)
-        .context("initdb")
-        .and_then(|_| match std::fs::rename(&data, &template) {
-            Ok(()) => Ok(()),
-            // Another process was faster: use its template.
-            Err(_) if template.join("PG_VERSION").exists() => Ok(()),
-            Err(e) => Err(e.into()),
-        });
+    let made =
+        run(&mut init)
+            .context("initdb")
+            .and_then(|_| match std::fs::rename(&data, &template) {
+                Ok(()) => Ok(()),
+                // Another process was faster: use its template.
+                Err(_) if template.join("PG_VERSION").exists() => Ok(()),
+                Err(e) => Err(e.into()),
+            });
     let _ = std::fs::remove_dir_all(&partial);
     made.map(|()| template)
 }

@@ -204,7 +204,11 @@ async fn ferretdb_on_postgres_shares_one_cluster_with_a_database_per_test() {
     }
     let postgres = |m: &Mongo| m.pids().into_iter().find(|(n, _)| *n == "postgres");
     assert!(postgres(&a).is_some(), "{:?}", a.pids());
-    assert_eq!(postgres(&a), postgres(&b), "one PostgreSQL per test process");
+    assert_eq!(
+        postgres(&a),
+        postgres(&b),
+        "one PostgreSQL per test process"
+    );
     assert_ne!(a.database, b.database);
     let count = |db: mongodb::Database| async move {
         db.collection::<Document>("c")
@@ -218,9 +222,17 @@ async fn ferretdb_on_postgres_shares_one_cluster_with_a_database_per_test() {
         .insert_one(doc! {"x": 1})
         .await
         .unwrap();
-    assert_eq!(count(b.db().await).await, 0, "each test has its own database");
+    assert_eq!(
+        count(b.db().await).await,
+        0,
+        "each test has its own database"
+    );
     let a_seen_from_b = b.client().await.database(&a.database);
-    assert_eq!(count(a_seen_from_b).await, 1, "both FerretDBs store in one cluster");
+    assert_eq!(
+        count(a_seen_from_b).await,
+        1,
+        "both FerretDBs store in one cluster"
+    );
 }
 
 /// A one-shot HTTP server on 127.0.0.1 answering 200 "hello".

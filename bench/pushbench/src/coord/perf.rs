@@ -45,7 +45,13 @@ impl Profile {
         unsafe { libc::kill(pid, libc::SIGINT) };
         self.child.wait()?;
         let out = Command::new("perf")
-            .args(["report", "--stdio", "--no-children", "-F", "overhead,dso,sym"])
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "-F",
+                "overhead,dso,sym",
+            ])
             .args(["-g", "none", "--percent-limit", "0.2", "-i"])
             .arg(&self.data)
             .stderr(Stdio::null())

@@ -89,7 +89,7 @@ impl<'a> Bench<'a> {
                 .collect(),
             gen_cpu: self_cpu_us() + stats.iter().map(|s| s.cpu_us).sum::<u64>(),
             closed: stats.iter().map(|s| s.closed).sum(),
-            scrape: Scrape::take(&self.target.metrics).await,
+            scrape: Scrape::take(&self.target.metrics, self.target.store_metrics).await,
         }
     }
 
@@ -97,7 +97,10 @@ impl<'a> Bench<'a> {
     pub async fn phase(&mut self, spec: PhaseSpec) -> anyhow::Result<PhaseResult> {
         let id = self.next_phase;
         self.next_phase += 1;
-        let senders = spec.senders.clamp(1, self.workers.len()).min(spec.in_flight.max(1));
+        let senders = spec
+            .senders
+            .clamp(1, self.workers.len())
+            .min(spec.in_flight.max(1));
         let before_stats = self.stats(id).await?;
         let before = self.snapshot(&before_stats).await;
         let profile = match (self.args.perf, spec.warmup) {
@@ -149,7 +152,8 @@ impl<'a> Bench<'a> {
     }
 
     fn send_spec(&self, spec: &PhaseSpec, id: u32, w: usize, senders: usize) -> SendSpec {
-        let share = |total: u64| total / senders as u64 + u64::from((w as u64) < total % senders as u64);
+        let share =
+            |total: u64| total / senders as u64 + u64::from((w as u64) < total % senders as u64);
         SendSpec {
             phase: id,
             collect: self.target.api,
@@ -192,10 +196,8 @@ impl<'a> Bench<'a> {
             }
             if closed > closed_before {
                 let reasons = self.stats(id).await?;
-                let samples: Vec<String> = reasons
-                    .into_iter()
-                    .flat_map(|s| s.close_reasons)
-                    .collect();
+                let samples: Vec<String> =
+                    reasons.into_iter().flat_map(|s| s.close_reasons).collect();
                 return Ok(Some(format!(
                     "the server closed {} connections: {}",
                     closed - closed_before,
@@ -260,10 +262,17 @@ impl<'a> Bench<'a> {
             *by_process.entry(group_name(name)).or_insert(0.0) += used as f64 / 1e6;
         }
         let server_cpu_s: f64 = by_process.values().sum();
+        let pushd_cpu_s: f64 = by_process
+            .iter()
+            .filter(|(name, _)| !SERVICES.contains(&name.as_str()))
+            .map(|(_, s)| s)
+            .sum();
         let gen_cpu_s = after.gen_cpu.saturating_sub(before.gen_cpu) as f64 / 1e6;
         let per = |cpu_s: f64, n: u64| cpu_s * 1e6 / n.max(1) as f64;
         let mongo_commands = after.scrape.commands_since(&before.scrape);
         let mongo_total: u64 = mongo_commands.values().sum();
+        let store_commands = after.scrape.store_commands_since(&before.scrape);
+        let store_total: u64 = store_commands.values().sum();
         let first_error = sent.iter().find_map(|s| s.first_error.clone());
         PhaseResult {
             name: spec.name.clone(),
@@ -288,6 +297,7 @@ impl<'a> Bench<'a> {
             expected_deliveries: 0,
             delivered,
             duplicates: stats.iter().map(|s| s.duplicates).sum(),
+            out_of_order: stats.iter().map(|s| s.out_of_order).sum(),
             slow_parses: stats.iter().map(|s| s.slow_parses).sum(),
             accepted_per_s: accepted as f64 / send_secs.max(1e-9),
             msgs_per_s: accepted as f64 / elapsed_secs.max(1e-9),
@@ -299,6 +309,8 @@ impl<'a> Bench<'a> {
             server_cpu_by_process: by_process,
             server_cpu_us_per_msg: per(server_cpu_s, accepted),
             server_cpu_us_per_delivery: per(server_cpu_s, delivered),
+            pushd_cpu_us_per_msg: per(pushd_cpu_s, accepted),
+            pushd_cpu_us_per_delivery: per(pushd_cpu_s, delivered),
             server_cores: server_cpu_s / elapsed_secs.max(1e-9),
             gen_cpu_s,
             gen_cpu_us_per_msg: per(gen_cpu_s, accepted),
@@ -306,12 +318,18 @@ impl<'a> Bench<'a> {
             mongo_commands_per_msg: (!mongo_commands.is_empty())
                 .then(|| mongo_total as f64 / accepted.max(1) as f64),
             mongo_commands,
+            store_commands_per_msg: (!store_commands.is_empty())
+                .then(|| store_total as f64 / accepted.max(1) as f64),
+            store_commands,
             stages: after.scrape.stages_since(&before.scrape),
             profile: Vec::new(),
             failure: None,
         }
     }
 }
+
+/// Server processes that are not pushd (their CPU is in the server's, not in pushd's).
+const SERVICES: [&str; 3] = ["redis", "ferretdb", "postgres"];
 
 /// `push-2` → `push`, `dispatch-0` → `dispatch`: CPU is reported per role.
 fn group_name(name: &str) -> String {

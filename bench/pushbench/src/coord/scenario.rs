@@ -14,7 +14,7 @@ use super::target::{JWT_SECRET, Target, Topology};
 use super::workers::Workers;
 use crate::cli::{RunArgs, Scenario, TargetArg};
 use crate::procstat::{self, group_cpu_us, rss_bytes, self_cpu_us};
-use crate::proto::{Command, ConnectSpec, Pace, Reply};
+use crate::proto::{AckMode, Command, ConnectSpec, Pace, Reply};
 use crate::results::{ConnectResult, PhaseResult, RunResult};
 
 /// How long the `idle` scenario holds its connections after opening them.
@@ -53,14 +53,14 @@ pub async fn run(
         machine: procstat::machine(),
         loadavg,
         store,
-        params: params(args, scenario),
+        params: params(args, scenario, bin.ack),
         connect: ConnectResult::default(),
         phases: Vec::new(),
         complete: false,
         failure: None,
     };
     let outcome = async {
-        result.connect = connect(&mut bench).await?;
+        result.connect = connect(&mut bench, bin.ack).await?;
         if matches!(args.target, TargetArg::Cluster) {
             // Routes are written as clients are welcomed; let the last ones settle.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -90,10 +90,11 @@ pub async fn run(
     Ok(result)
 }
 
-fn params(args: &RunArgs, scenario: Scenario) -> serde_json::Value {
+fn params(args: &RunArgs, scenario: Scenario, ack: AckMode) -> serde_json::Value {
     let mut p = json!({
         "users": args.users,
         "workers": args.workers,
+        "ack": ack,
     });
     match scenario {
         Scenario::Idle => {}
@@ -124,7 +125,7 @@ fn params(args: &RunArgs, scenario: Scenario) -> serde_json::Value {
 }
 
 /// Opens every connection (each worker its slice, all at once).
-async fn connect(bench: &mut Bench<'_>) -> anyhow::Result<ConnectResult> {
+async fn connect(bench: &mut Bench<'_>, ack: AckMode) -> anyhow::Result<ConnectResult> {
     let holders = bench.target.conn_holders.clone();
     let rss_before: u64 = holders.iter().map(|p| rss_bytes(*p)).sum();
     let cpu_before = bench.server_cpu_us();
@@ -142,6 +143,7 @@ async fn connect(bench: &mut Bench<'_>) -> anyhow::Result<ConnectResult> {
                 worker: w,
                 secret: JWT_SECRET.into(),
                 concurrency: bench.args.connect_concurrency,
+                ack,
             }))
         })
         .collect();
@@ -273,7 +275,11 @@ async fn fanout(
 impl Bench<'_> {
     /// CPU time of every server process so far, µs.
     pub fn server_cpu_us(&self) -> u64 {
-        self.target.procs.iter().map(|(_, p)| group_cpu_us(*p)).sum()
+        self.target
+            .procs
+            .iter()
+            .map(|(_, p)| group_cpu_us(*p))
+            .sum()
     }
 
     /// CPU time of the worker processes so far (from `/proc`, 10 ms resolution), µs.

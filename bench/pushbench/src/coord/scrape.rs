@@ -1,5 +1,7 @@
 //! The server's own counters, from every pushd process's `/metrics`: MongoDB commands by name
-//! (`pushd_mongo_commands_total`) and time per pipeline stage (`pushd_stage_seconds`).
+//! (`pushd_mongo_commands_total`, newer pushd only) and time per pipeline stage
+//! (`pushd_stage_seconds`); and, from FerretDB's `/debug/metrics`, the commands it received
+//! (`ferretdb_client_requests_total`: every pushd version, driver heartbeats included).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +14,8 @@ use crate::wire::http::HttpClient;
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
     pub mongo_commands: BTreeMap<String, f64>,
+    /// Commands FerretDB received, by name.
+    pub store_commands: BTreeMap<String, f64>,
     /// Stage → (sum of seconds, count).
     pub stages: BTreeMap<String, (f64, f64)>,
 }
@@ -25,11 +29,12 @@ pub struct StageDelta {
 }
 
 impl Scrape {
-    pub async fn take(targets: &[(String, SocketAddr)]) -> Scrape {
+    pub async fn take(targets: &[(String, SocketAddr)], store: Option<SocketAddr>) -> Scrape {
         let mut s = Scrape::default();
-        for (_, addr) in targets {
-            let mut http = HttpClient::new(*addr, "");
-            let Ok(resp) = http.request("GET", "/metrics", b"").await else {
+        let store = store.map(|a| (a, "/debug/metrics"));
+        for (addr, path) in targets.iter().map(|(_, a)| (*a, "/metrics")).chain(store) {
+            let mut http = HttpClient::new(addr, "");
+            let Ok(resp) = http.request("GET", path, b"").await else {
                 continue;
             };
             s.add(&String::from_utf8_lossy(resp.body));
@@ -48,6 +53,11 @@ impl Scrape {
                         *self.mongo_commands.entry(cmd.to_owned()).or_default() += value;
                     }
                 }
+                "ferretdb_client_requests_total" => {
+                    if let Some(cmd) = label(labels, "command") {
+                        *self.store_commands.entry(cmd.to_owned()).or_default() += value;
+                    }
+                }
                 "pushd_stage_seconds_sum" | "pushd_stage_seconds_count" => {
                     if let Some(stage) = label(labels, "stage") {
                         let e = self.stages.entry(stage.to_owned()).or_default();
@@ -63,16 +73,14 @@ impl Scrape {
         }
     }
 
-    /// Commands sent since `before`, by name (only those that moved).
+    /// Commands pushd sent since `before`, by name (only those that moved).
     pub fn commands_since(&self, before: &Scrape) -> BTreeMap<String, u64> {
-        self.mongo_commands
-            .iter()
-            .map(|(k, v)| {
-                let d = v - before.mongo_commands.get(k).copied().unwrap_or(0.0);
-                (k.clone(), d.max(0.0).round() as u64)
-            })
-            .filter(|(_, d)| *d > 0)
-            .collect()
+        deltas(&self.mongo_commands, &before.mongo_commands)
+    }
+
+    /// Commands FerretDB received since `before`, by name (only those that moved).
+    pub fn store_commands_since(&self, before: &Scrape) -> BTreeMap<String, u64> {
+        deltas(&self.store_commands, &before.store_commands)
     }
 
     /// Stage observations since `before` (only stages that moved).
@@ -93,6 +101,16 @@ impl Scrape {
             })
             .collect()
     }
+}
+
+fn deltas(now: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeMap<String, u64> {
+    now.iter()
+        .map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0.0);
+            (k.clone(), d.max(0.0).round() as u64)
+        })
+        .filter(|(_, d)| *d > 0)
+        .collect()
 }
 
 /// `name{labels} value` → its parts (labels without the braces, empty when absent).

@@ -22,7 +22,10 @@ pub const API_KEY: &str = "pushbench-api-key-0123456789";
 #[derive(Debug, Clone)]
 pub enum Topology {
     Standalone,
-    Cluster { push_nodes: usize, dispatchers: usize },
+    Cluster {
+        push_nodes: usize,
+        dispatchers: usize,
+    },
 }
 
 /// A running server under test.
@@ -39,6 +42,8 @@ pub struct Target {
     pub metrics: Vec<(String, SocketAddr)>,
     /// Where messages are stored: `redb`, or the MongoDB server's kind.
     pub store: String,
+    /// FerretDB's debug listener (its command counters).
+    pub store_metrics: Option<SocketAddr>,
     /// Kept for their drop: pushd processes first, then the services, then the log dir.
     _roles: Vec<Proc>,
     _redis: Option<Redis>,
@@ -93,6 +98,7 @@ async fn standalone(pushd: &Path, logs: TempDir) -> anyhow::Result<Target> {
         conn_holders: vec![pid],
         metrics: vec![("pushd".into(), role.http)],
         store: "redb".into(),
+        store_metrics: None,
         _roles: vec![role.proc],
         _redis: None,
         _mongo: None,
@@ -126,7 +132,10 @@ async fn cluster(
     let auth = spawn(
         pushd,
         "auth",
-        &[local("--listen=127.0.0.1:0"), local("--grpc-listen=127.0.0.1:0")],
+        &[
+            local("--listen=127.0.0.1:0"),
+            local("--grpc-listen=127.0.0.1:0"),
+        ],
         dir,
         true,
     )
@@ -187,6 +196,7 @@ async fn cluster(
         conn_holders,
         metrics,
         store: mongo.backend.name().into(),
+        store_metrics: mongo.debug_addr,
         _roles: roles,
         _redis: Some(redis),
         _mongo: Some(mongo),

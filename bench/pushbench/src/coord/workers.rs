@@ -75,12 +75,16 @@ impl Workers {
         &mut self,
         cmds: Vec<Option<proto::Command>>,
     ) -> anyhow::Result<Vec<Option<Reply>>> {
-        let calls = self.list.iter_mut().zip(cmds.iter()).map(|(w, c)| async move {
-            match c {
-                Some(c) => w.call(c).await.map(Some),
-                None => Ok(None),
-            }
-        });
+        let calls = self
+            .list
+            .iter_mut()
+            .zip(cmds.iter())
+            .map(|(w, c)| async move {
+                match c {
+                    Some(c) => w.call(c).await.map(Some),
+                    None => Ok(None),
+                }
+            });
         futures_util::future::join_all(calls)
             .await
             .into_iter()
@@ -90,7 +94,10 @@ impl Workers {
     /// The same command to every worker.
     pub async fn call_all(&mut self, cmd: &proto::Command) -> anyhow::Result<Vec<Reply>> {
         let calls = self.list.iter_mut().map(|w| w.call(cmd));
-        futures_util::future::join_all(calls).await.into_iter().collect()
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Tells every worker to quit and waits for it.

@@ -76,3 +76,10 @@ fn ack_is_the_protocol_frame() {
     let v: serde_json::Value = serde_json::from_slice(&ack).unwrap();
     assert_eq!(v, serde_json::json!({"type": "ack", "id": "id-1"}));
 }
+
+#[test]
+fn cumulative_ack_frame() {
+    let mut buf = b"stale".to_vec();
+    ack_seq(&mut buf, 17);
+    assert_eq!(buf, br#"{"type":"ack","seq":17}"#);
+}

@@ -180,7 +180,10 @@ impl WsClient {
                         [a, b, ..] => u16::from_be_bytes([*a, *b]),
                         _ => 1005,
                     };
-                    f(Frame::Close(code, payload.get(2..).unwrap_or(&[])), &mut out);
+                    f(
+                        Frame::Close(code, payload.get(2..).unwrap_or(&[])),
+                        &mut out,
+                    );
                 }
                 other => return Err(Error::Protocol(format!("unexpected opcode {other}"))),
             }
@@ -198,6 +201,15 @@ impl WsClient {
             self.start = 0;
         }
         Ok(())
+    }
+
+    /// Queues a text frame (written by the next [`Self::flush`]).
+    pub fn text(&mut self, parts: &[&[u8]]) {
+        Out {
+            buf: &mut self.wbuf,
+            mask: self.mask,
+        }
+        .text(parts);
     }
 
     /// Writes the queued replies, if any, in one write.
@@ -220,7 +232,9 @@ fn frame_len(buf: &[u8]) -> Result<Option<(usize, usize)>> {
         return Ok(None);
     };
     if b0 & 0x80 == 0 || b0 & 0x0f == 0 {
-        return Err(Error::Protocol("fragmented frames are not supported".into()));
+        return Err(Error::Protocol(
+            "fragmented frames are not supported".into(),
+        ));
     }
     if b1 & 0x80 != 0 {
         return Err(Error::Protocol("the server masked a frame".into()));
@@ -231,7 +245,10 @@ fn frame_len(buf: &[u8]) -> Result<Option<(usize, usize)>> {
             _ => return Ok(None),
         },
         127 => match rest.get(..8) {
-            Some(b) => (10, u64::from_be_bytes(b.try_into().expect("8 bytes")) as usize),
+            Some(b) => (
+                10,
+                u64::from_be_bytes(b.try_into().expect("8 bytes")) as usize,
+            ),
             None => return Ok(None),
         },
         n => (2, usize::from(n)),

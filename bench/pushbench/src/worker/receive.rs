@@ -1,5 +1,6 @@
 //! The worker's client connections: open them, then read, count and ack every message like a
-//! real client (an ack per message, all acks of one read in one write).
+//! real client ([`AckMode`]: an ack per message, or one cumulative ack per read; all acks of
+//! one read in one write).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::hist;
 use crate::message::{self, Scanned};
 use crate::procstat::self_cpu_us;
-use crate::proto::{ConnectSpec, Connected, Reply, Stats};
+use crate::proto::{AckMode, ConnectSpec, Connected, Reply, Stats};
 use crate::wire::ws::{Frame, Out, WsClient};
 
 /// How long a connection may take to be upgraded and welcomed.
@@ -37,6 +38,7 @@ pub struct Received {
 struct Phase {
     delivered: u64,
     duplicates: u64,
+    out_of_order: u64,
     slow_parses: u64,
     latency: Histogram<u64>,
     first_us: u64,
@@ -50,6 +52,7 @@ impl Received {
         self.phases.entry(phase).or_insert_with(|| Phase {
             delivered: 0,
             duplicates: 0,
+            out_of_order: 0,
             slow_parses: 0,
             latency: hist::new(),
             first_us: 0,
@@ -68,20 +71,21 @@ impl Received {
     /// Handles one text frame received at `now_us`; queues its ack.
     fn on_text(&mut self, text: &[u8], now_us: u64, conn: &mut ConnState, out: &mut Out<'_>) {
         match message::scan(text) {
-            Scanned::Message {
-                id,
-                seq,
-                tag,
-                slow,
-            } => {
-                out.text(&message::ack_parts(id.as_bytes()));
+            Scanned::Message { id, seq, tag, slow } => {
+                match conn.ack {
+                    AckMode::Id => out.text(&message::ack_parts(id.as_bytes())),
+                    AckMode::Seq => conn.unacked = conn.unacked.max(seq),
+                }
                 let p = self.phase(tag.phase);
                 p.slow_parses += u64::from(slow);
-                if seq <= conn.last_seq {
-                    p.duplicates += 1;
-                    return;
+                match conn.seen.first(seq) {
+                    Seen::Again => {
+                        p.duplicates += 1;
+                        return;
+                    }
+                    Seen::Late => p.out_of_order += 1,
+                    Seen::InOrder => {}
                 }
-                conn.last_seq = seq;
                 let latency = now_us.saturating_sub(tag.sent_us);
                 p.delivered += 1;
                 p.latency.saturating_record(latency.max(1));
@@ -130,6 +134,7 @@ impl Received {
         let mut s = Stats {
             delivered: p.delivered,
             duplicates: p.duplicates,
+            out_of_order: p.out_of_order,
             slow_parses: p.slow_parses,
             latency_us: hist::to_pairs(&p.latency),
             first_us: p.first_us,
@@ -146,12 +151,60 @@ impl Received {
     }
 }
 
+/// How many of the latest seqs below the highest a connection remembers.
+const RECENT: usize = 16;
+
+/// The seqs a connection has seen: the highest, and the last [`RECENT`] others, so that a
+/// repeat is told from a message that overtook another.
+#[derive(Debug, Default)]
+pub struct SeenSeqs {
+    highest: u64,
+    recent: [u64; RECENT],
+    next: usize,
+}
+
+/// What a received seq is to its connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Above every seq so far.
+    InOrder,
+    /// First seen, but below the highest (the server reordered).
+    Late,
+    /// Seen before (a redelivery).
+    Again,
+}
+
+impl SeenSeqs {
+    pub fn first(&mut self, seq: u64) -> Seen {
+        if seq > self.highest {
+            self.remember(self.highest);
+            self.highest = seq;
+            return Seen::InOrder;
+        }
+        if seq == self.highest || self.recent.contains(&seq) {
+            return Seen::Again;
+        }
+        self.remember(seq);
+        Seen::Late
+    }
+
+    fn remember(&mut self, seq: u64) {
+        if seq > 0 {
+            self.recent[self.next] = seq;
+            self.next = (self.next + 1) % RECENT;
+        }
+    }
+}
+
 /// Per-connection state the frame handler needs.
 struct ConnState {
-    /// Highest seq seen: the server sends a user's messages in seq order.
-    last_seq: u64,
+    /// The seqs seen (the server should send a user's messages in seq order).
+    seen: SeenSeqs,
     /// Told when the `welcome` frame arrives.
     welcomed: Option<oneshot::Sender<()>>,
+    ack: AckMode,
+    /// [`AckMode::Seq`]: the highest seq of this read, acked after it (0: nothing to ack).
+    unacked: u64,
 }
 
 /// Opens the connections of `spec`, each served by its own task from then on.
@@ -178,8 +231,9 @@ pub async fn connect(spec: ConnectSpec, received: &Rc<RefCell<Received>>) -> Rep
             ));
             let path = format!("/ws?token={}", tokens[next as usize]);
             let received = received.clone();
+            let ack = spec.ack;
             pending.spawn_local(async move {
-                tokio::time::timeout(CONNECT_TIMEOUT, open(src, dst, path, received))
+                tokio::time::timeout(CONNECT_TIMEOUT, open(src, dst, path, ack, received))
                     .await
                     .unwrap_or_else(|_| Err("no welcome within 30 s".into()))
             });
@@ -212,23 +266,32 @@ async fn open(
     src: IpAddr,
     dst: std::net::SocketAddr,
     path: String,
+    ack: AckMode,
     received: Rc<RefCell<Received>>,
 ) -> Result<(), String> {
     let ws = WsClient::connect(Some(src), dst, &path)
         .await
         .map_err(|e| format!("{dst} from {src}: {e}"))?;
     let (tx, rx) = oneshot::channel();
-    tokio::task::spawn_local(serve(ws, received, tx));
+    tokio::task::spawn_local(serve(ws, ack, received, tx));
     rx.await
         .map_err(|_| format!("{dst}: closed before the welcome"))
 }
 
 /// Reads until the connection ends; every message is counted and acked.
-async fn serve(mut ws: WsClient, received: Rc<RefCell<Received>>, welcomed: oneshot::Sender<()>) {
+async fn serve(
+    mut ws: WsClient,
+    ack: AckMode,
+    received: Rc<RefCell<Received>>,
+    welcomed: oneshot::Sender<()>,
+) {
     let mut conn = ConnState {
-        last_seq: 0,
+        seen: SeenSeqs::default(),
         welcomed: Some(welcomed),
+        ack,
+        unacked: 0,
     };
+    let mut ack_frame = Vec::new();
     // Frames that came with the upgrade response are handled before the first read.
     let mut first = true;
     loop {
@@ -244,10 +307,7 @@ async fn serve(mut ws: WsClient, received: Rc<RefCell<Received>>, welcomed: ones
             ws.process(|frame, out| match frame {
                 Frame::Text(text) => r.on_text(text, now, &mut conn, out),
                 Frame::Close(code, reason) => {
-                    close = Some(format!(
-                        "close {code} {}",
-                        String::from_utf8_lossy(reason)
-                    ));
+                    close = Some(format!("close {code} {}", String::from_utf8_lossy(reason)));
                 }
             })
         };
@@ -259,9 +319,17 @@ async fn serve(mut ws: WsClient, received: Rc<RefCell<Received>>, welcomed: ones
             received.borrow_mut().closed(why);
             return;
         }
+        if conn.unacked > 0 {
+            message::ack_seq(&mut ack_frame, conn.unacked);
+            ws.text(&[&ack_frame]);
+            conn.unacked = 0;
+        }
         if let Err(e) = ws.flush().await {
             received.borrow_mut().closed(e.to_string());
             return;
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

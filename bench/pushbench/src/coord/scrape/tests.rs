@@ -18,3 +18,17 @@ fn sums_commands_and_stages() {
     let st = &s.stages_since(&before)["store"];
     assert_eq!((st.count, st.mean_ms), (2, 250.0));
 }
+
+#[test]
+fn counts_ferretdb_requests_by_command() {
+    let mut before = Scrape::default();
+    before.add("ferretdb_client_requests_total{command=\"insert\",opcode=\"OP_MSG\"} 2\n");
+    let mut s = Scrape::default();
+    s.add(
+        "ferretdb_client_requests_total{command=\"insert\",opcode=\"OP_MSG\"} 5\n\
+         ferretdb_client_requests_total{command=\"hello\",opcode=\"OP_MSG\"} 1\n",
+    );
+    let d = s.store_commands_since(&before);
+    assert_eq!((d["insert"], d["hello"]), (3, 1));
+    assert!(s.commands_since(&before).is_empty());
+}
