@@ -65,10 +65,11 @@ bench-cluster: tools bench-venv
 
 BENCH_VENV ?= $(HOME)/.cache/pushcluster/bench-venv
 ## bench-venv: Python with matplotlib for the report's chart (cached)
-bench-venv: $(BENCH_VENV)/bin/python
-$(BENCH_VENV)/bin/python:
+bench-venv: $(BENCH_VENV)/.matplotlib
+$(BENCH_VENV)/.matplotlib:
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q matplotlib
+	touch $@
 
 ## proto: regenerate the committed gRPC code from dataplane/proto/proto (needs protoc: make tools)
 proto:

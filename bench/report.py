@@ -24,6 +24,9 @@ def load(results_dir):
         with open(path) as f:
             r = json.load(f)
         r["_file"] = os.path.basename(path)
+        # One cluster run per store (FerretDB on PostgreSQL, on SQLite…): keep them apart.
+        if r["target"] == "cluster":
+            r["target"] = f"cluster {r['store']}"
         runs.append(r)
     if not runs:
         sys.exit(f"no results in {results_dir}")
@@ -168,7 +171,7 @@ def fanout_section(g):
 def cluster_section(g):
     out = []
     for (target, scenario, label), runs in sorted(g.items()):
-        if target != "cluster" or scenario == "idle":
+        if not target.startswith("cluster") or scenario == "idle":
             continue
         r = runs[0]
         for p in r["phases"]:
@@ -238,13 +241,12 @@ def versus_section(g, labels):
         other = g.get((target, scenario, new))
         if label != base or not other:
             continue
-        store = runs[0]["store"]
         if scenario == "idle":
             a = median([r["connect"]["rss_per_conn_bytes"] for r in runs])
             b = median([r["connect"]["rss_per_conn_bytes"] for r in other])
             ca = median([r["connect"]["server_cpu_us_per_conn"] for r in runs])
             cb = median([r["connect"]["server_cpu_us_per_conn"] for r in other])
-            rows.append([f"{target} ({store})", "idle: server RSS bytes/connection",
+            rows.append([target, "idle: server RSS bytes/connection",
                          len(runs), len(other), fmt(a, 0), fmt(b, 0),
                          fmt(b / a if a else None, 2, "×"),
                          f"{fmt(ca, 0)} / {fmt(cb, 0)} per connect", "—"])
@@ -259,7 +261,7 @@ def versus_section(g, labels):
             ratio = (b[rate] / a[rate]) if a[rate] and b[rate] is not None else None
             what = f"{scenario} {name}: " + ("deliveries/s" if fan else "msgs/s")
             rows.append([
-                f"{target} ({store})", what, na, nb, fmt(a[rate], 0), fmt(b[rate], 0),
+                target, what, na, nb, fmt(a[rate], 0), fmt(b[rate], 0),
                 f"**{fmt(ratio, 2, '×')}**", f"{fmt(a[cpu], 2)} / {fmt(b[cpu], 2)}",
                 f"{fmt(a['store_commands_per_msg'], 2)} / {fmt(b['store_commands_per_msg'], 2)}",
             ])
@@ -273,7 +275,7 @@ def versus_section(g, labels):
             "CPU is pushd's own (utime + stime of the pushd processes) per accepted message, "
             "per delivery for fan-out; commands are those FerretDB received per accepted "
             "message (driver heartbeats included).\n\n"
-            + table(["target (store)", "figure", f"{base} runs", f"{new} runs",
+            + table(["target", "figure", f"{base} runs", f"{new} runs",
                      f"{base} median", f"{new} median", "ratio",
                      f"pushd CPU µs {base} / {new}", f"store cmds/msg {base} / {new}"], rows)
             + "\n")

@@ -138,9 +138,14 @@ pub fn git_commit() -> String {
 /// Writes `result` as `DIR/{target}-{scenario}-{label}-r{round}.json`.
 pub fn write(dir: &Path, result: &RunResult) -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
+    // Cluster runs on several stores share a directory (`make bench-cluster`).
+    let target = match result.target.as_str() {
+        "cluster" => format!("cluster-{}", result.store),
+        other => other.to_owned(),
+    };
     let path = dir.join(format!(
-        "{}-{}-{}-r{}.json",
-        result.target, result.scenario, result.label, result.round
+        "{target}-{}-{}-r{}.json",
+        result.scenario, result.label, result.round
     ));
     std::fs::write(&path, serde_json::to_vec_pretty(result)?)?;
     Ok(path)

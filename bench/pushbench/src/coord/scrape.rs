@@ -31,13 +31,17 @@ pub struct StageDelta {
 impl Scrape {
     pub async fn take(targets: &[(String, SocketAddr)], store: Option<SocketAddr>) -> Scrape {
         let mut s = Scrape::default();
-        let store = store.map(|a| (a, "/debug/metrics"));
-        for (addr, path) in targets.iter().map(|(_, a)| (*a, "/metrics")).chain(store) {
-            let mut http = HttpClient::new(addr, "");
-            let Ok(resp) = http.request("GET", path, b"").await else {
+        for (_, addr) in targets {
+            let mut http = HttpClient::new(*addr, "");
+            let Ok(resp) = http.request("GET", "/metrics", b"").await else {
                 continue;
             };
             s.add(&String::from_utf8_lossy(resp.body));
+        }
+        if let Some(addr) = store
+            && let Ok(body) = get_http10(addr, "/debug/metrics").await
+        {
+            s.add(&body);
         }
         s
     }
@@ -102,6 +106,26 @@ impl Scrape {
             .collect()
     }
 }
+
+/// `GET path` as HTTP/1.0, body read to the end: FerretDB's (Go's) server answers large
+/// bodies chunked to HTTP/1.1 requests, which [`HttpClient`] does not decode.
+async fn get_http10(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = Vec::new();
+    stream.take(MAX_SCRAPE).read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned())
+}
+
+/// Largest metrics page read.
+const MAX_SCRAPE: u64 = 16 << 20;
 
 fn deltas(now: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeMap<String, u64> {
     now.iter()

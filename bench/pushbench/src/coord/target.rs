@@ -142,6 +142,11 @@ async fn cluster(
     .await?;
     let (_, auth_grpc) = add("auth".into(), auth, &mut roles);
     let redis_args = [format!("--redis-url={}", redis.url)];
+    // Dispatch too: the outbox path's dispatch reads the outbox (older ones: mobile records).
+    let mongo_args = [
+        format!("--mongodb-uri={}", mongo.uri),
+        format!("--mongodb-database={}", mongo.database),
+    ];
     let mut dispatch_addrs = Vec::new();
     for i in 0..dispatchers.max(1) {
         let mut args = vec![
@@ -152,14 +157,11 @@ async fn cluster(
             local("--namespace=bench"),
         ];
         args.extend(redis_args.iter().cloned());
+        args.extend(mongo_args.iter().cloned());
         let d = spawn(pushd, "dispatch", &args, dir, true).await?;
         let (_, grpc) = add(format!("dispatch-{i}"), d, &mut roles);
         dispatch_addrs.push(format!("http://{grpc}"));
     }
-    let mongo_args = [
-        format!("--mongodb-uri={}", mongo.uri),
-        format!("--mongodb-database={}", mongo.database),
-    ];
     let mut args = vec![
         local("--listen=127.0.0.1:0"),
         local("--grpc-listen=127.0.0.1:0"),
