@@ -9,7 +9,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench bench-cluster proto js fuzz fuzz-check
+.PHONY: run build test tools unit lint fmt bench bench-idle bench-standalone bench-cluster bench-venv proto js fuzz fuzz-check
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -48,13 +48,31 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: idle-connection memory and connect rate of pushd standalone (release build)
-bench:
-	$(CARGO) bench -p pushd --bench idle_connections
+## bench: the standard benchmark set (pushbench: idle connections, standalone, cluster; ~10
+## minutes) and bench/REPORT.md. BASE=<commit> also measures pushd at that commit in the same
+## run (alternating; ratios); ROUNDS=n; PERF=1 profiles the server. See docs/benchmarks.md.
+bench: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh all
 
-## bench-cluster: end-to-end msgs/s and latency through every role (needs `make tools`)
-bench-cluster: tools
-	$(CARGO) bench -p pushd --bench cluster_throughput
+## bench-idle: only the idle-connection footprint (RSS and CPU per connection)
+bench-idle: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh idle
+
+## bench-standalone: only standalone unicast throughput/latency and fan-out
+bench-standalone: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh standalone
+
+## bench-cluster: only the cluster (FerretDB on PostgreSQL and on SQLite; report in its dir)
+bench-cluster: tools bench-venv
+	BASE='$(BASE)' PERF='$(PERF)' bench/run.sh cluster
+
+BENCH_VENV ?= $(HOME)/.cache/pushcluster/bench-venv
+## bench-venv: Python with matplotlib for the report's chart (cached)
+bench-venv: $(BENCH_VENV)/.matplotlib
+$(BENCH_VENV)/.matplotlib:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q matplotlib
+	touch $@
 
 ## bench-vendors: each push vendor's sender against its fake over one connection (release)
 .PHONY: bench-vendors

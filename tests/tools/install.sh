@@ -56,6 +56,19 @@ for t in redis-server:/usr/bin/redis-server redis-cli:/usr/bin/redis-cli squid:/
   fi
 done
 
+# --- PostgreSQL (FerretDB's backend in the tests) -------------------------------------------
+# From Debian's `postgresql` package (in DEBIAN_PACKAGES). Its programs are not on PATH; the
+# tests start private clusters with them (tests/support/src/postgres.rs), never the system one.
+pg_bin="/usr/lib/postgresql/$POSTGRESQL_MAJOR/bin"
+for name in initdb postgres pg_ctl; do
+  if [ -x "$pg_bin/$name" ]; then
+    ln -sf "$pg_bin/$name" "$BIN/$name"
+  else
+    rm -f "$BIN/$name"
+    failed+=("$name (Debian package postgresql, $pg_bin)")
+  fi
+done
+
 # --- Go builds ------------------------------------------------------------------------------
 # Output of every build goes to $LOGS/<name>.log; lines where the module proxy refused
 # something (404/410, "unknown revision", checksum mismatch) are collected for the summary.
@@ -277,6 +290,8 @@ report squid -v
 report dnsmasq --version
 report openssl version
 report protoc --version
+report postgres --version
+report initdb --version
 report ferretdb --version
 report etcd --version
 report kube-apiserver --version

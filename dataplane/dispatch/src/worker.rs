@@ -45,6 +45,11 @@ pub async fn run(d: Dispatcher, mut work: mpsc::Receiver<Work>, stop: impl Futur
                         if !batches.is_empty() {
                             tracing::info!(batches = batches.len(), "claimed outbox batches whose lease ran out");
                         }
+                        if batches.len() >= room {
+                            // More may be due (a backlog of lost hand-offs): claim again as
+                            // soon as there is room, not a whole period later.
+                            tick.reset_immediately();
+                        }
                         for b in batches {
                             in_flight.push(handle(d.clone(), Work::Batch(b)));
                         }

@@ -32,6 +32,12 @@ use crate::web::Web;
 /// How often the JWT key files are checked for changes.
 const KEY_POLL: Duration = Duration::from_secs(2);
 
+/// Outbox batches the in-process dispatch works on at once. As many as the HTTP requests a
+/// busy producer keeps in flight: each batch ends with a store write that redb commits in
+/// groups, so with fewer the dispatch falls behind the accepts, its queue overflows and the
+/// overflow waits for its lease (measured with pushbench: 8 gave seconds of latency).
+const DISPATCH_IN_FLIGHT: usize = 64;
+
 /// Validated configuration of `pushd standalone`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -135,9 +141,14 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         node,
         sink: hub.clone(),
     });
+    let dispatch = DispatchConfig {
+        lease: config.outbox.outbox_lease,
+        claim_every: config.outbox.claim_every,
+        in_flight: DISPATCH_IN_FLIGHT,
+        ..DispatchConfig::default()
+    };
     let mut dispatcher =
-        Dispatcher::new(store.clone(), routes, transport, DispatchConfig::default())
-            .with_metrics(metrics.clone());
+        Dispatcher::new(store.clone(), routes, transport, dispatch).with_metrics(metrics.clone());
     let retries = mobile.clone();
     if let Some(mobile) = mobile {
         dispatcher = dispatcher.with_mobile(mobile);

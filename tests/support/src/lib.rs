@@ -13,7 +13,8 @@
 //!   servers (auth checked as the vendor does, scripted with the vendor's reply bodies), on
 //!   [`https`], their shared TLS + HTTP/2 / HTTP/1.1 server.
 //! - [`redis`]: a Redis server, restartable on the same port, and a 3-master Redis Cluster.
-//! - [`mongo`]: FerretDB (MongoDB wire protocol, SQLite backend) or `MONGODB_URI`.
+//! - [`mongo`]: FerretDB (MongoDB wire protocol) on PostgreSQL or SQLite, or `MONGODB_URI`.
+//! - [`postgres`]: a private PostgreSQL cluster per test process, under FerretDB.
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
 //! - [`dnsmasq`]: a DNS server with given A records, and a tiny resolver for tests.
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
@@ -36,6 +37,7 @@ pub mod kube;
 pub mod mongo;
 pub mod node;
 pub mod pki;
+pub mod postgres;
 pub mod redis;
 pub mod squid;
 pub mod tools;

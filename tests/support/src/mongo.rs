@@ -1,4 +1,6 @@
-//! MongoDB for tests: the real one from `MONGODB_URI`, else FerretDB (SQLite backend).
+//! MongoDB for tests: the real one from `MONGODB_URI`, else a FerretDB started for the test,
+//! on PostgreSQL (the process's shared cluster, see [`crate::postgres`]) or, with
+//! `PUSHCLUSTER_FERRETDB_BACKEND=sqlite`, on SQLite in the test's temp dir.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -7,7 +9,39 @@ use std::time::Duration;
 use mongodb::bson::doc;
 use tempfile::TempDir;
 
+use crate::postgres::Postgres;
 use crate::{Proc, free_port, require, retry_start};
+
+/// Selects FerretDB's storage: `postgresql` (the default) or `sqlite`.
+pub const BACKEND_ENV: &str = "PUSHCLUSTER_FERRETDB_BACKEND";
+
+/// The server behind a [`Mongo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A real MongoDB (`MONGODB_URI`).
+    MongoDb,
+    FerretDbPostgres,
+    FerretDbSqlite,
+}
+
+impl Backend {
+    /// FerretDB's backend from [`BACKEND_ENV`]; panics on an unknown value.
+    fn ferretdb_from_env() -> Backend {
+        match std::env::var(BACKEND_ENV).as_deref() {
+            Err(_) | Ok("") | Ok("postgresql") | Ok("postgres") => Backend::FerretDbPostgres,
+            Ok("sqlite") => Backend::FerretDbSqlite,
+            Ok(other) => panic!("{BACKEND_ENV}={other:?}: expected `postgresql` or `sqlite`"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::MongoDb => "mongodb",
+            Backend::FerretDbPostgres => "ferretdb-postgresql",
+            Backend::FerretDbSqlite => "ferretdb-sqlite",
+        }
+    }
+}
 
 /// A MongoDB-compatible server and a database name unique to this test.
 pub struct Mongo {
@@ -15,6 +49,12 @@ pub struct Mongo {
     pub database: String,
     /// True when this is a real MongoDB from `MONGODB_URI`.
     pub real: bool,
+    pub backend: Backend,
+    /// FerretDB's debug listener (Prometheus text at `/debug/metrics`, e.g.
+    /// `ferretdb_client_requests_total{command}`); none for `MONGODB_URI`.
+    pub debug_addr: Option<std::net::SocketAddr>,
+    /// PostgreSQL under FerretDB (shared by the process's tests).
+    postgres: Option<&'static Postgres>,
     // Declared before `_dir`: the server is killed before its directory is removed.
     _proc: Option<Proc>,
     _dir: Option<TempDir>,
@@ -38,11 +78,22 @@ impl Mongo {
                 uri,
                 database: unique_db(),
                 real: true,
+                backend: Backend::MongoDb,
+                debug_addr: None,
+                postgres: None,
                 _proc: None,
                 _dir: None,
             });
         }
+        let backend = Backend::ferretdb_from_env();
         let bin = require("ferretdb")?;
+        let postgres = match backend {
+            Backend::FerretDbPostgres => Some(
+                Postgres::shared()?
+                    .unwrap_or_else(|e| panic!("PostgreSQL for FerretDB did not start: {e:#}")),
+            ),
+            _ => None,
+        };
         Some(
             retry_start("ferretdb", || {
                 let bin = bin.clone();
@@ -51,14 +102,24 @@ impl Mongo {
                         .prefix("pushcluster-ferretdb-")
                         .tempdir()?;
                     let port = free_port();
-                    let data = dir.path().join("data");
-                    std::fs::create_dir_all(&data)?;
+                    let debug_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
                     let mut cmd = Command::new(&bin);
-                    cmd.arg("--handler=sqlite")
-                        .arg(format!("--sqlite-url=file:{}/", data.display()))
-                        .arg(format!("--listen-addr=127.0.0.1:{port}"))
+                    match postgres {
+                        Some(pg) => {
+                            cmd.arg("--handler=postgresql")
+                                .arg(format!("--postgresql-url={}", pg.url("postgres")));
+                        }
+                        None => {
+                            let data = dir.path().join("data");
+                            std::fs::create_dir_all(&data)?;
+                            cmd.arg("--handler=sqlite")
+                                .arg(format!("--sqlite-url=file:{}/", data.display()));
+                        }
+                    }
+                    cmd.arg(format!("--listen-addr=127.0.0.1:{port}"))
                         .arg(format!("--state-dir={}", dir.path().display()))
-                        .args(["--telemetry=disable", "--debug-addr=-", "--log-level=warn"]);
+                        .arg(format!("--debug-addr={debug_addr}"))
+                        .args(["--telemetry=disable", "--log-level=warn"]);
                     let mut proc = Proc::spawn("ferretdb", cmd, &dir.path().join("ferretdb.log"))?;
                     let uri = format!("mongodb://127.0.0.1:{port}/");
                     proc.wait_ready(Duration::from_secs(20), || {
@@ -70,6 +131,9 @@ impl Mongo {
                         uri,
                         database: unique_db(),
                         real: false,
+                        backend,
+                        debug_addr: Some(debug_addr),
+                        postgres,
                         _proc: Some(proc),
                         _dir: Some(dir),
                     })
@@ -87,6 +151,19 @@ impl Mongo {
 
     pub async fn db(&self) -> mongodb::Database {
         self.client().await.database(&self.database)
+    }
+
+    /// The server processes behind this store, by name (none for `MONGODB_URI`): FerretDB,
+    /// and PostgreSQL (shared by the process's tests; its backends are in its process group).
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        let mut pids: Vec<(&'static str, u32)> = Vec::new();
+        if let Some(p) = &self._proc {
+            pids.push(("ferretdb", p.pid()));
+        }
+        if let Some(pg) = self.postgres {
+            pids.push(("postgres", pg.pid()));
+        }
+        pids
     }
 
     /// Kills the server (FerretDB only): "MongoDB down" for failure tests.

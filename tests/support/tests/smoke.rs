@@ -10,7 +10,7 @@ use mongodb::bson::{Document, doc};
 use pushcluster_test_support::Helm;
 use pushcluster_test_support::dnsmasq::{Dnsmasq, resolve_a};
 use pushcluster_test_support::kube::ControlPlane;
-use pushcluster_test_support::mongo::Mongo;
+use pushcluster_test_support::mongo::{Backend, Mongo};
 use pushcluster_test_support::redis::{Redis, RedisCluster};
 use pushcluster_test_support::squid::Squid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -155,7 +155,7 @@ async fn mongo_insert_find_unique_and_ttl_index() {
     let ttl_created = ttl.is_ok();
     match ttl {
         Ok(_) => {}
-        // FerretDB's SQLite backend: a clear NotImplemented (code 238), which MongoStore
+        // FerretDB (either backend): a clear NotImplemented (code 238), which MongoStore
         // handles by purging in its expiry sweep. A real MongoDB must accept it.
         Err(e) if !mongo.real => assert!(
             matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 238),
@@ -190,6 +190,48 @@ async fn mongo_insert_find_unique_and_ttl_index() {
     eprintln!(
         "TTL index created: {ttl_created} (real MongoDB: {})",
         mongo.real
+    );
+}
+
+#[tokio::test]
+async fn ferretdb_on_postgres_shares_one_cluster_with_a_database_per_test() {
+    let (Some(a), Some(b)) = (Mongo::start().await, Mongo::start().await) else {
+        return;
+    };
+    if a.backend != Backend::FerretDbPostgres {
+        eprintln!("store is {}: nothing shared to check", a.backend.name());
+        return;
+    }
+    let postgres = |m: &Mongo| m.pids().into_iter().find(|(n, _)| *n == "postgres");
+    assert!(postgres(&a).is_some(), "{:?}", a.pids());
+    assert_eq!(
+        postgres(&a),
+        postgres(&b),
+        "one PostgreSQL per test process"
+    );
+    assert_ne!(a.database, b.database);
+    let count = |db: mongodb::Database| async move {
+        db.collection::<Document>("c")
+            .count_documents(doc! {})
+            .await
+            .unwrap()
+    };
+    a.db()
+        .await
+        .collection("c")
+        .insert_one(doc! {"x": 1})
+        .await
+        .unwrap();
+    assert_eq!(
+        count(b.db().await).await,
+        0,
+        "each test has its own database"
+    );
+    let a_seen_from_b = b.client().await.database(&a.database);
+    assert_eq!(
+        count(a_seen_from_b).await,
+        1,
+        "both FerretDBs store in one cluster"
     );
 }
 

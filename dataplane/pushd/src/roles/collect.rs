@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use pushcluster_collect::{Collect, SubmitService};
 use pushcluster_config::{
@@ -17,7 +20,7 @@ use pushcluster_server::Shutdown;
 use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
 use pushcluster_server::role;
-use pushcluster_store::mongo::MongoStore;
+use pushcluster_store::mongo::{CommandCounter, MongoStore};
 use pushcluster_telemetry::Metrics;
 
 #[derive(Debug, Args)]
@@ -60,8 +63,9 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let grpc_metrics = GrpcMetrics::new(&mut registry);
+    let commands = mongo_commands(&mut registry);
     let ops = Ops::new(registry);
-    let store = mongo_store(&args.mongo).await?;
+    let store = mongo_store(&args.mongo, commands).await?;
     store.set_handoff_lease(args.outbox.handoff_lease);
     let handoff =
         RemoteHandoff::new(&internal.client, &args.dispatch_addr).map_err(anyhow::Error::msg)?;
@@ -108,11 +112,39 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
     Ok(())
 }
 
+/// Labels of `pushd_mongo_commands_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    command: String,
+}
+
+/// Registers `pushd_mongo_commands_total{command}` (every command this process's store sends,
+/// from the driver's command events: benchmarks report commands per message) and returns
+/// the store's hook that counts them.
+pub(crate) fn mongo_commands(registry: &mut Registry) -> CommandCounter {
+    let family = Family::<CommandLabels, Counter>::default();
+    registry.sub_registry_with_prefix("pushd_mongo").register(
+        "commands",
+        "MongoDB commands sent, by command name",
+        family.clone(),
+    );
+    Arc::new(move |name: &str| {
+        family
+            .get_or_create(&CommandLabels {
+                command: name.to_owned(),
+            })
+            .inc();
+    })
+}
+
 /// The MongoDB store, usable even while MongoDB is down (503s until it answers); indexes are
-/// ensured in the background.
-pub(crate) async fn mongo_store(args: &MongoArgs) -> anyhow::Result<Arc<MongoStore>> {
+/// ensured in the background. `commands` counts what it sends ([`mongo_commands`]).
+pub(crate) async fn mongo_store(
+    args: &MongoArgs,
+    commands: CommandCounter,
+) -> anyhow::Result<Arc<MongoStore>> {
     let (uri, db) = (args.mongodb_uri.clone(), args.mongodb_database.clone());
-    let store = Arc::new(MongoStore::connect_lazy(&uri, &db).await?);
+    let store = Arc::new(MongoStore::connect_with(&uri, &db, Some(commands)).await?);
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(500);
         loop {

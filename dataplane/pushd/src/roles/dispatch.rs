@@ -82,7 +82,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let mut registry = Registry::default();
     let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
     let grpc_metrics = GrpcMetrics::new(&mut registry);
-    let store = super::collect::mongo_store(&args.mongo).await?;
+    let commands = super::collect::mongo_commands(&mut registry);
+    let store = super::collect::mongo_store(&args.mongo, commands).await?;
     let config = DispatchConfig {
         owner: format!("dispatch-{}-{}", std::process::id(), args.grpc_listen),
         in_flight: args.in_flight.max(1),

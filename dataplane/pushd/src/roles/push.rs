@@ -127,9 +127,15 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let grpc_metrics = GrpcMetrics::new(&mut registry);
     let admission = Admission::new(admission_limits);
     admission.register(&mut registry);
+    let commands = super::collect::mongo_commands(&mut registry);
     let ops = Ops::new(registry);
     let store = Arc::new(
-        MongoStore::connect_lazy(&args.mongo.mongodb_uri, &args.mongo.mongodb_database).await?,
+        MongoStore::connect_with(
+            &args.mongo.mongodb_uri,
+            &args.mongo.mongodb_database,
+            Some(commands),
+        )
+        .await?,
     );
     let routes = connect_routes(&args.redis).await?;
     let bound = role::bind(Some(args.listen), args.grpc_listen, args.admin_listen).await?;

@@ -94,15 +94,33 @@ pub(super) async fn purge(s: &MongoStore, now_ms: u64) -> Result<u64> {
     )
     .await?;
     // A batch never dispatched within its messages' retention: nothing left to dispatch.
-    let stale: Vec<Document> = msgs
-        .iter()
-        .map(|id| doc! {"q": {"m._id": id}, "limit": 0})
-        .collect();
-    run(
-        s,
-        doc! {"delete": s.outbox.name(), "deletes": stale, "ordered": false},
-    )
-    .await?;
+    // Found first, then deleted by `_id`: FerretDB on PostgreSQL matches a path into the
+    // array (`m._id`) in `find` but not in `delete` (it answers `n: 0`).
+    let mut stale = Vec::new();
+    for id in &msgs {
+        let batches: Vec<Document> = s
+            .outbox
+            .find(doc! {"m._id": id})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        stale.extend(
+            batches
+                .into_iter()
+                .filter_map(|b| b.get("_id").cloned())
+                .map(|b| doc! {"q": {"_id": b}, "limit": 1}),
+        );
+    }
+    if !stale.is_empty() {
+        run(
+            s,
+            doc! {"delete": s.outbox.name(), "deletes": stale, "ordered": false},
+        )
+        .await?;
+    }
     release(s).await;
     Ok(msgs.len() as u64)
 }
