@@ -96,7 +96,7 @@ async fn standalone(pushd: &Path, logs: TempDir) -> anyhow::Result<Target> {
         ws_nodes: vec![role.http],
         procs: vec![("pushd".into(), pid)],
         conn_holders: vec![pid],
-        metrics: vec![("pushd".into(), role.http)],
+        metrics: vec![("pushd".into(), role.metrics)],
         store: "redb".into(),
         store_metrics: None,
         _roles: vec![role.proc],
@@ -124,7 +124,7 @@ async fn cluster(
     let mut metrics = Vec::new();
     let mut add = |name: String, r: Role, roles: &mut Vec<Proc>| {
         procs.push((name.clone(), r.proc.pid()));
-        metrics.push((name, r.http));
+        metrics.push((name, r.metrics));
         roles.push(r.proc);
         (r.http, r.grpc)
     };
@@ -210,6 +210,49 @@ struct Role {
     proc: Proc,
     http: SocketAddr,
     grpc: SocketAddr,
+    /// Where `/metrics` is: the admin port of binaries with the edge layer, else `http`.
+    metrics: SocketAddr,
+}
+
+/// The internal token every role of a benchmark cluster shares (binaries with the edge layer
+/// refuse to start without one).
+const INTERNAL_TOKEN: &str = "pushbench-internal-token-0123456789";
+
+/// Whether `pushd` has the edge layer (`--admin-listen`, the internal token, admission
+/// limits), from `pushd standalone --help`; older binaries take none of those flags.
+fn has_edge(pushd: &Path) -> bool {
+    std::process::Command::new(pushd)
+        .args(["standalone", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--admin-listen"))
+        .unwrap_or(false)
+}
+
+/// `args` adapted to the binary: with the edge layer every role gets an admin port, clients
+/// are not rate-limited (thousands connect from few addresses), and auth and dispatch serve
+/// no `--listen` (their health is on the admin port).
+fn edge_args(role: &str, args: &[String], edge: bool) -> Vec<String> {
+    if !edge {
+        return args.to_vec();
+    }
+    let host = args
+        .iter()
+        .find_map(|a| {
+            a.strip_prefix("--grpc-listen=")
+                .or(a.strip_prefix("--listen="))
+        })
+        .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()))
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let mut out: Vec<String> = args
+        .iter()
+        .filter(|a| !(matches!(role, "auth" | "dispatch") && a.starts_with("--listen=")))
+        .cloned()
+        .collect();
+    out.push(format!("--admin-listen={host}:0"));
+    if matches!(role, "standalone" | "push") {
+        out.push("--connect-rate-per-ip=0".into());
+    }
+    out
 }
 
 /// Starts `pushd ROLE ARGS…` and waits for the addresses it prints (`grpc`: cluster roles
@@ -221,9 +264,12 @@ async fn spawn(
     dir: &Path,
     grpc: bool,
 ) -> anyhow::Result<Role> {
+    let edge = has_edge(pushd);
+    let args = edge_args(role, args, edge);
     let mut cmd = Command::new(pushd);
     cmd.arg(role)
-        .args(args)
+        .args(&args)
+        .env("PUSHD_INTERNAL_TOKEN", INTERNAL_TOKEN)
         .env("PUSHD_JWT_SECRET", JWT_SECRET)
         .env("PUSHD_API_KEY", API_KEY)
         .env(
@@ -238,22 +284,33 @@ async fn spawn(
             .find_map(|l| l.strip_prefix(prefix))
             .and_then(|a| a.trim().parse().ok())
     };
+    let public = !(edge && matches!(role, "auth" | "dispatch"));
     proc.wait_ready(Duration::from_secs(60), || {
-        let ready = found("pushd listening on http://").is_some()
-            && (!grpc || found("pushd grpc on ").is_some());
+        let ready = (!public || found("pushd listening on http://").is_some())
+            && (!grpc || found("pushd grpc on ").is_some())
+            && (!edge || found("pushd admin on http://").is_some());
         async move {
             anyhow::ensure!(ready, "no listening line yet");
             Ok(())
         }
     })
     .await?;
-    let http = found("pushd listening on http://").expect("seen above");
+    let admin = found("pushd admin on http://");
+    let http = found("pushd listening on http://")
+        .or(admin)
+        .expect("seen above");
     let grpc = if grpc {
         found("pushd grpc on ").expect("seen above")
     } else {
         http
     };
-    Ok(Role { proc, http, grpc })
+    let metrics = admin.unwrap_or(http);
+    Ok(Role {
+        proc,
+        http,
+        grpc,
+        metrics,
+    })
 }
 
 fn unique() -> u32 {
