@@ -13,6 +13,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY dataplane ./dataplane
 COPY operator ./operator
 COPY tests/support ./tests/support
+# Embedded in pushd: the OpenAPI spec (/openapi.yaml) and the JavaScript SDK (/sdk/pushcluster.js).
+COPY docs/openapi.yaml ./docs/openapi.yaml
+COPY clients/js/dist ./clients/js/dist
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p pushd -p pushcluster-operator \

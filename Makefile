@@ -8,7 +8,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench bench-cluster proto e2e-k8s
+.PHONY: run build test tools unit lint fmt bench bench-cluster proto js fuzz fuzz-check e2e-k8s
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -16,12 +16,13 @@ run: build
 	echo "" && \
 	echo "  token (user demo, 24h): $$token" && \
 	echo "  WebSocket URL:          ws://$(LISTEN)/ws?token=$$token" && \
-	echo "  demo page:              http://$(LISTEN)/?token=$$token" && \
+	echo "  demo page:              http://$(LISTEN)/#token=$$token" && \
+	echo "                          (dev mode: the page holds the API key and can send; loopback only)" && \
 	echo "  send a message:" && \
 	echo "    curl -sS -X POST http://$(LISTEN)/v1/messages -H 'Authorization: Bearer $(DEV_API_KEY)' -H 'Content-Type: application/json' -d '{\"to\":[\"demo\"],\"payload\":{\"hello\":\"world\"}}'" && \
 	echo "" && \
 	PUSHD_JWT_SECRET='$(DEV_JWT_SECRET)' PUSHD_API_KEY='$(DEV_API_KEY)' \
-	exec $(PUSHD) standalone --listen $(LISTEN) --data-dir $(DATA_DIR)
+	exec $(PUSHD) standalone --listen $(LISTEN) --data-dir $(DATA_DIR) --dev-api-key-in-page
 
 build:
 	$(CARGO) build -p pushd
@@ -64,7 +65,23 @@ bench-cluster: tools
 proto:
 	PUSHCLUSTER_REGEN=1 $(CARGO) test -p pushcluster-proto --test codegen
 
+## fuzz: run every cargo-fuzz target in fuzz/ for FUZZ_SECONDS (default 60) each; installs
+## cargo-fuzz if missing (cached). FUZZ_SECONDS=5 make fuzz is a smoke run (see fuzz/README.md)
+fuzz:
+	bash fuzz/run.sh
+
+## fuzz-check: the fuzz crate builds and is lint-clean, without libFuzzer (cheap; part of CI)
+fuzz-check:
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --no-default-features --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
+
 ## crds: regenerate the PushCluster CRD in crds/ and in the Helm chart (a test checks both)
 .PHONY: crds
 crds:
 	$(CARGO) run -q -p pushcluster-operator --example crdgen
+
+## js: rebuild clients/js/dist (committed; embedded in pushd) from clients/js/src with the pinned
+## TypeScript compiler that `make tools` installs (a test checks the committed copy matches)
+JS_TOOLS ?= $(or $(PUSHCLUSTER_TOOLS),$(HOME)/.cache/pushcluster/tools)/node/node_modules
+js:
+	cd clients/js && $(JS_TOOLS)/.bin/tsc -p tsconfig.json

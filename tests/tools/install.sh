@@ -256,6 +256,84 @@ fi
 wait "$k8s_pid" || true
 while IFS= read -r line; do failed+=("$line"); done <"$k8s_failed"
 
+# --- Web client: node tools, chromium, schemathesis -----------------------------------------
+# For clients/js (TypeScript compiler, terser to measure the minified size), the demo page's
+# browser test (playwright-core driving Debian's chromium) and the OpenAPI fuzz test
+# (schemathesis). Each is keyed by the hash of its committed lock file:
+#   $TOOLS/node-<hash>/node_modules    from tests/tools/node/package-lock.json (npm ci), linked
+#                                      as $TOOLS/node; the lock file is copied beside it so
+#                                      tests can tell a stale install
+#   $TOOLS/schemathesis-<hash>/        a venv from tests/tools/schemathesis/requirements.txt
+web_tools() {
+  local lock="$here/node/package-lock.json" key dir t0
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    failed+=("node + npm (Node >= 20, for clients/js and the browser test)")
+  else
+    key="$(sha256sum "$lock" | cut -c1-12)"
+    dir="$TOOLS/node-$key"
+    if ! cmp -s "$lock" "$dir/package-lock.json"; then
+      log "npm ci (typescript, terser, playwright-core) — first run only, log: $LOGS/node.log"
+      t0=$SECONDS
+      rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+      cp "$here/node/package.json" "$lock" "$dir.tmp/"
+      # --ignore-scripts: playwright-core has no browser download of its own; nothing to run.
+      if (cd "$dir.tmp" && npm ci --ignore-scripts --no-audit --no-fund) >"$LOGS/node.log" 2>&1; then
+        rm -rf "$dir" && mv "$dir.tmp" "$dir"
+        log "installed node tools in $((SECONDS - t0)) s"
+      else
+        tail -n 15 "$LOGS/node.log" >&2
+        rm -rf "$dir.tmp"
+        failed+=("node tools (npm ci, see $LOGS/node.log)")
+      fi
+    fi
+    [ -d "$dir/node_modules" ] && ln -sfn "$dir" "$TOOLS/node"
+    ln -sf "$(command -v node)" "$BIN/node"
+  fi
+
+  if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then
+    log "apt-get install chromium (first run only, log: $LOGS/chromium.log)"
+    t0=$SECONDS
+    if $SUDO apt-get update -qq >"$LOGS/chromium.log" 2>&1 &&
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium fonts-liberation >>"$LOGS/chromium.log" 2>&1; then
+      log "installed chromium in $((SECONDS - t0)) s"
+    else
+      grep -E '^(E|W):' "$LOGS/chromium.log" >&2 || tail -n 20 "$LOGS/chromium.log" >&2
+    fi
+  fi
+  if [ -x /usr/bin/chromium ]; then
+    ln -sf /usr/bin/chromium "$BIN/chromium"
+  else
+    rm -f "$BIN/chromium"
+    failed+=("chromium (Debian package)")
+  fi
+
+  local req="$here/schemathesis/requirements.txt" python
+  key="$(sha256sum "$req" | cut -c1-12)"
+  dir="$TOOLS/schemathesis-$key"
+  if [ ! -x "$dir/bin/schemathesis" ]; then
+    log "pip install schemathesis into a venv — first run only, log: $LOGS/schemathesis.log"
+    t0=$SECONDS
+    python="$(command -v python3)"
+    [ -x /usr/bin/python3 ] && python=/usr/bin/python3
+    rm -rf "$dir"
+    if "$python" -m venv "$dir" >"$LOGS/schemathesis.log" 2>&1 &&
+      "$dir/bin/pip" install -q --no-input -r "$req" >>"$LOGS/schemathesis.log" 2>&1; then
+      log "installed schemathesis in $((SECONDS - t0)) s"
+    else
+      tail -n 15 "$LOGS/schemathesis.log" >&2
+      rm -rf "$dir"
+      failed+=("schemathesis (pip, see $LOGS/schemathesis.log)")
+    fi
+  fi
+  if [ -x "$dir/bin/schemathesis" ]; then
+    ln -sf "$dir/bin/schemathesis" "$BIN/schemathesis"
+  else
+    rm -f "$BIN/schemathesis"
+  fi
+}
+web_tools
+
 # --- Report ---------------------------------------------------------------------------------
 printf '%-24s %-64s %s\n' TOOL PATH VERSION
 report() {
@@ -292,6 +370,9 @@ report conntrack --version
 printf '%-24s %-64s %s\n' pause "$(readlink "$BIN/pause" 2>/dev/null || echo —)" \
   "$( [ -x "$BIN/pause" ] && echo "static, $(stat -L -c %s "$BIN/pause") bytes" || echo MISSING)"
 report helm version --short
+report node --version
+report chromium --version
+report schemathesis --version
 if [ -s "$refused_log" ]; then
   log "the Go module proxy refused:"
   sort -u "$refused_log" >&2

@@ -1,7 +1,9 @@
 //! The auth role over gRPC: the service, and the client push nodes use on every connect.
+//!
+//! A refusal travels as `UNAUTHENTICATED` with the message `code|reason` ([`AuthError::code`]),
+//! so the push node answers its client with the same code and reason as standalone does.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +13,7 @@ use pushcluster_proto::grpc::{VerifyRequest, VerifyResponse};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
+use crate::cache::{CachePolicy, VerdictCache};
 use crate::{AuthError, TokenVerifier};
 
 /// The `Auth` gRPC service over any [`TokenVerifier`].
@@ -52,15 +55,14 @@ impl Auth for AuthService {
     }
 }
 
-/// Verifies tokens by asking the auth role, with a short timeout. Verdicts are cached only
-/// for a token's remaining lifetime.
+/// Verifies tokens by asking the auth role, with a short timeout. Verdicts are cached by a
+/// hash of the token ([`CachePolicy::REMOTE`]): a valid one until the token expires (at most
+/// a minute), an invalid one for a few seconds — a flood of one bad token costs one round trip.
 pub struct RemoteVerifier {
     client: AuthClient<Channel>,
     timeout: Duration,
-    cache: Mutex<HashMap<String, (String, u64)>>,
+    cache: VerdictCache,
 }
-
-const CACHE_MAX: usize = 100_000;
 
 impl RemoteVerifier {
     /// `addr` like `http://auth:7003`; connects lazily.
@@ -72,57 +74,62 @@ impl RemoteVerifier {
         Ok(RemoteVerifier {
             client: AuthClient::new(endpoint.connect_lazy()),
             timeout,
-            cache: Mutex::new(HashMap::new()),
+            cache: VerdictCache::new(CachePolicy::REMOTE),
         })
     }
+
+    /// The verdict cache (its metrics, for the registry).
+    pub fn cache(&self) -> &VerdictCache {
+        &self.cache
+    }
+
+    /// One round trip to the auth role: the verdict and, when valid, the token's expiry.
+    async fn ask(&self, token: &str) -> (Result<String, AuthError>, Option<u64>) {
+        let mut client = self.client.clone();
+        let request = client.verify(VerifyRequest {
+            token: token.to_owned(),
+        });
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => (
+                Err(AuthError::Unavailable("auth service timed out".into())),
+                None,
+            ),
+            Ok(Ok(resp)) => {
+                let VerifyResponse { user, expires_at } = resp.into_inner();
+                (Ok(user), Some(expires_at))
+            }
+            Ok(Err(status)) => match verdict(&status) {
+                Some(e) => (Err(e), None),
+                None => (
+                    Err(AuthError::Unavailable(format!(
+                        "auth service: {}",
+                        status.message()
+                    ))),
+                    None,
+                ),
+            },
+        }
+    }
+}
+
+/// A token verdict from the auth role's reply; `None` when the reply is not one (the call
+/// itself failed, or the auth role refused the caller rather than the token).
+fn verdict(status: &Status) -> Option<AuthError> {
+    if status.code() != Code::Unauthenticated {
+        return None;
+    }
+    let (code, text) = status.message().split_once('|')?;
+    Some(AuthError::from_code(code, text))
 }
 
 #[async_trait]
 impl TokenVerifier for RemoteVerifier {
     async fn verify(&self, token: &str) -> Result<String, AuthError> {
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        let now = pushcluster_proto::delivery::now_ms() / 1000;
-        if let Some((user, exp)) = self.cache.lock().expect("lock").get(token)
-            && *exp > now
-        {
-            return Ok(user.clone());
-        }
-        let mut client = self.client.clone();
-        let reply = tokio::time::timeout(
-            self.timeout,
-            client.verify(VerifyRequest {
-                token: token.to_owned(),
-            }),
-        )
-        .await
-        .map_err(|_| AuthError::Unavailable("auth service timed out".into()))?;
-        match reply {
-            Ok(resp) => {
-                let VerifyResponse { user, expires_at } = resp.into_inner();
-                let mut cache = self.cache.lock().expect("lock");
-                if cache.len() >= CACHE_MAX {
-                    cache.retain(|_, (_, exp)| *exp > now);
-                    if cache.len() >= CACHE_MAX {
-                        cache.clear();
-                    }
-                }
-                if expires_at > now {
-                    cache.insert(token.to_owned(), (user.clone(), expires_at));
-                }
-                Ok(user)
-            }
-            Err(status) if status.code() == Code::Unauthenticated => {
-                let msg = status.message();
-                let (code, text) = msg.split_once('|').unwrap_or(("invalid_token", msg));
-                Err(match code {
-                    "token_expired" => AuthError::Expired,
-                    "missing_token" => AuthError::Missing,
-                    _ => AuthError::Invalid(text.trim_start_matches("invalid token: ").to_owned()),
-                })
-            }
-            Err(status) => Err(AuthError::Unavailable(status.message().to_owned())),
-        }
+        self.cache
+            .verify_with(token, async || self.ask(token).await)
+            .await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,12 @@
 //!
 //! [`ReloadingVerifier`] polls the key files' modification time and size. When any changed it
 //! reads *all* sources again and swaps the whole key set at once; if the new files are bad it
-//! logs a warning, counts the failure and keeps verifying with the last good keys.
+//! logs a warning, counts the failure and keeps verifying with the last good keys. The
+//! [`ClaimRules`] stay the same across reloads.
+//!
+//! Failed verdicts are kept in a [`VerdictCache`] for a few seconds, so a flood of one bad
+//! token costs one verification; every successful reload forgets them (a token refused for an
+//! unknown `kid` may verify with the new keys).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,8 +20,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::cache::{CachePolicy, VerdictCache};
 use crate::load::{KeyError, KeySources};
-use crate::{AuthError, JwtVerifier, TokenVerifier};
+use crate::{AuthError, ClaimRules, JwtVerifier, TokenVerifier};
 
 /// Labels of `pushd_auth_key_reloads_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,43 +83,58 @@ fn describe(v: &JwtVerifier) -> Vec<String> {
 pub struct ReloadingVerifier {
     current: RwLock<Arc<JwtVerifier>>,
     sources: KeySources,
+    rules: ClaimRules,
     /// Stamps of `sources.files()` as of the last attempt (good or bad).
     seen: Mutex<Vec<Stamp>>,
     metrics: KeyMetrics,
+    /// Recent failed verdicts.
+    failures: VerdictCache,
 }
 
 impl ReloadingVerifier {
     /// A fixed HS256 secret (nothing to reload).
-    pub fn fixed(secret: &[u8]) -> Self {
+    pub fn fixed(secret: &[u8], rules: ClaimRules) -> Self {
         let sources = KeySources {
             hs256_secret: Some(secret.to_vec()),
             ..KeySources::default()
         };
         let verifier = JwtVerifier::hs256(secret);
-        Self::with(sources, verifier, Vec::new())
+        Self::with(sources, rules, verifier, Vec::new())
     }
 
     /// Reads every source now; a bad file is an error naming it.
-    pub fn new(sources: KeySources) -> Result<Self, KeyError> {
+    pub fn new(sources: KeySources, rules: ClaimRules) -> Result<Self, KeyError> {
         let stamps = sources.files().into_iter().map(stamp).collect();
         let verifier = sources.load()?;
-        tracing::info!(keys = ?describe(&verifier), "loaded JWT keys");
-        Ok(Self::with(sources, verifier, stamps))
+        tracing::info!(keys = ?describe(&verifier), ?rules, "loaded JWT keys");
+        Ok(Self::with(sources, rules, verifier, stamps))
     }
 
-    fn with(sources: KeySources, verifier: JwtVerifier, stamps: Vec<Stamp>) -> Self {
+    fn with(
+        sources: KeySources,
+        rules: ClaimRules,
+        verifier: JwtVerifier,
+        stamps: Vec<Stamp>,
+    ) -> Self {
         let metrics = KeyMetrics::default();
         metrics.keys.set(verifier.key_count() as i64);
         ReloadingVerifier {
-            current: RwLock::new(Arc::new(verifier)),
+            current: RwLock::new(Arc::new(verifier.with_rules(rules.clone()))),
             sources,
+            rules,
             seen: Mutex::new(stamps),
             metrics,
+            failures: VerdictCache::new(CachePolicy::LOCAL),
         }
     }
 
     pub fn metrics(&self) -> &KeyMetrics {
         &self.metrics
+    }
+
+    /// The cache of failed verdicts (its metrics, for the registry).
+    pub fn cache(&self) -> &VerdictCache {
+        &self.failures
     }
 
     /// The keys in use now.
@@ -141,7 +162,11 @@ impl ReloadingVerifier {
                 tracing::info!(keys = ?describe(&verifier), "reloaded JWT keys");
                 self.metrics.keys.set(verifier.key_count() as i64);
                 self.metrics.reload("ok");
-                *self.current.write().expect("lock") = Arc::new(verifier);
+                *self.current.write().expect("lock") =
+                    Arc::new(verifier.with_rules(self.rules.clone()));
+                // After the swap: a verdict reached with the old keys is either cleared
+                // here or refused by the new epoch.
+                self.failures.clear();
                 true
             }
             Err(e) => {
@@ -168,7 +193,10 @@ impl ReloadingVerifier {
 #[async_trait]
 impl TokenVerifier for ReloadingVerifier {
     async fn verify(&self, token: &str) -> Result<String, AuthError> {
-        self.current().verify_sync(token)
+        // Only failures are kept ([`CachePolicy::LOCAL`]).
+        self.failures
+            .verify_with(token, async || (self.current().verify_sync(token), None))
+            .await
     }
 }
 

@@ -3,20 +3,20 @@
 //! The token's header only *selects* a key; it never decides how a key is used. An HS256
 //! token is checked against the HS256 secret and nothing else, an RS256 token against an RSA
 //! public key chosen by `kid` — so an RSA public key can never be used as an HMAC secret
-//! (the "algorithm confusion" attack).
+//! (the "algorithm confusion" attack). Once the signature checks out, the claims must pass
+//! the verifier's [`ClaimRules`].
 
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use rsa::RsaPublicKey;
 use rsa::traits::PublicKeyParts;
 
+use crate::rules::{self, ClaimRules};
 use crate::{AuthError, Claims, TokenVerifier};
 
 /// One verification key and the only algorithm it verifies.
 pub struct PinnedKey {
     kid: Option<String>,
     key: DecodingKey,
-    /// Accepts exactly one algorithm: the key's.
-    validation: Validation,
     /// Where the key came from, for logs: `secret`, a file path, `jwks.json#2`.
     origin: String,
 }
@@ -27,7 +27,6 @@ impl PinnedKey {
         PinnedKey {
             kid: None,
             key: DecodingKey::from_secret(secret),
-            validation: validation(Algorithm::HS256),
             origin: origin.into(),
         }
     }
@@ -40,7 +39,6 @@ impl PinnedKey {
                 &key.n().to_bytes_be(),
                 &key.e().to_bytes_be(),
             ),
-            validation: validation(Algorithm::RS256),
             origin: origin.into(),
         }
     }
@@ -54,14 +52,8 @@ impl PinnedKey {
     }
 }
 
-fn validation(alg: Algorithm) -> Validation {
-    let mut v = Validation::new(alg);
-    v.set_required_spec_claims(&["exp", "sub"]);
-    v.leeway = 5;
-    v
-}
-
-/// JWT verification: `sub` is the user id and `exp` is required (5 s leeway).
+/// JWT verification: `sub` is the user id; `exp` is required and the other claims checked
+/// by [`ClaimRules`] (default: no `iss`/`aud` requirement, 5 s leeway).
 ///
 /// Accepts HS256 tokens if a secret is configured and RS256 tokens if RSA keys are. An RS256
 /// token with a `kid` is checked against the key with that id only; one without a `kid`
@@ -69,20 +61,41 @@ fn validation(alg: Algorithm) -> Validation {
 pub struct JwtVerifier {
     hs256: Option<PinnedKey>,
     rs256: Vec<PinnedKey>,
+    rules: ClaimRules,
+    /// The rules for HS256 tokens, and for RS256 ones: each accepts exactly one algorithm.
+    hs256_validation: Validation,
+    rs256_validation: Validation,
 }
 
 impl JwtVerifier {
     /// Only an HS256 secret.
     pub fn hs256(secret: &[u8]) -> Self {
+        Self::new(Some(PinnedKey::hs256(secret, "secret")), Vec::new())
+    }
+
+    /// An optional HS256 secret plus RS256 keys, under the default [`ClaimRules`]. Key ids
+    /// should be unique (see [`crate::load`]).
+    pub fn new(hs256: Option<PinnedKey>, rs256: Vec<PinnedKey>) -> Self {
+        let rules = ClaimRules::default();
         JwtVerifier {
-            hs256: Some(PinnedKey::hs256(secret, "secret")),
-            rs256: Vec::new(),
+            hs256,
+            rs256,
+            hs256_validation: rules.validation(Algorithm::HS256),
+            rs256_validation: rules.validation(Algorithm::RS256),
+            rules,
         }
     }
 
-    /// An optional HS256 secret plus RS256 keys. Key ids should be unique (see [`crate::load`]).
-    pub fn new(hs256: Option<PinnedKey>, rs256: Vec<PinnedKey>) -> Self {
-        JwtVerifier { hs256, rs256 }
+    /// The same keys under other claim rules.
+    pub fn with_rules(mut self, rules: ClaimRules) -> Self {
+        self.hs256_validation = rules.validation(Algorithm::HS256);
+        self.rs256_validation = rules.validation(Algorithm::RS256);
+        self.rules = rules;
+        self
+    }
+
+    pub fn rules(&self) -> &ClaimRules {
+        &self.rules
     }
 
     /// Number of keys (the HS256 secret counts as one).
@@ -97,30 +110,29 @@ impl JwtVerifier {
 
     /// Synchronous verification (pure CPU).
     pub fn verify_sync(&self, token: &str) -> Result<String, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AuthError::Invalid(format!("malformed token: {e}")))?;
-        let key = self.select(&header)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-                ErrorKind::MissingRequiredClaim(c) => {
-                    AuthError::Invalid(format!("missing claim `{c}`"))
-                }
-                _ => AuthError::Invalid(e.to_string()),
-            },
-        )?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| rules::malformed(&e))?;
+        let (key, validation) = self.select(&header)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
+            .map_err(|e| rules::refusal(&e))?;
         pushcluster_proto::api::validate_user_id(&data.claims.sub)
             .map_err(|m| AuthError::Invalid(format!("`sub` {m}")))?;
         Ok(data.claims.sub)
     }
 
-    /// The key for a token's `alg` and `kid`.
-    fn select(&self, header: &Header) -> Result<&PinnedKey, AuthError> {
+    /// The key for a token's `alg` and `kid`, and the validation pinned to the key's algorithm.
+    fn select(&self, header: &Header) -> Result<(&PinnedKey, &Validation), AuthError> {
+        let key = self.select_key(header)?;
+        let validation = match header.alg {
+            Algorithm::HS256 => &self.hs256_validation,
+            _ => &self.rs256_validation,
+        };
+        Ok((key, validation))
+    }
+
+    fn select_key(&self, header: &Header) -> Result<&PinnedKey, AuthError> {
         let refuse = |m: String| Err(AuthError::Invalid(m));
         match header.alg {
             Algorithm::HS256 => match &self.hs256 {

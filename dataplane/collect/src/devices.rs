@@ -1,27 +1,15 @@
 //! `POST /v1/devices` (register a user's mobile device) and `DELETE /v1/devices/{token}`.
 
-use http::{Method, Request, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use pushcluster_proto::api::devices::{MAX_DEVICE_BODY_BYTES, parse_device, validate_token_path};
 use pushcluster_server::{Resp, respond};
 use pushcluster_store::DeviceSaved;
 
-use crate::{Collect, method_not_allowed};
+use crate::Collect;
 
 impl Collect {
-    /// `rest`: the path after `/v1/devices`.
-    pub(crate) async fn devices(&self, req: Request<Incoming>, rest: &str) -> Resp {
-        match (req.method().clone(), rest) {
-            (Method::POST, "" | "/") => self.put_device(req).await,
-            (Method::DELETE, token) if token.len() > 1 && !token[1..].contains('/') => {
-                self.delete_device(&token[1..]).await
-            }
-            (_, "" | "/") => method_not_allowed("POST"),
-            (_, _) => method_not_allowed("DELETE"),
-        }
-    }
-
-    async fn put_device(&self, req: Request<Incoming>) -> Resp {
+    pub(crate) async fn put_device(&self, req: Request<Incoming>) -> Resp {
         let body = match respond::read_body(req.into_body(), MAX_DEVICE_BODY_BYTES).await {
             Ok(b) => b,
             Err(e) => return e.into_response(),
@@ -44,7 +32,7 @@ impl Collect {
         }
     }
 
-    async fn delete_device(&self, token: &str) -> Resp {
+    pub(crate) async fn delete_device(&self, token: &str) -> Resp {
         let token = match validate_token_path(token) {
             Ok(t) => t,
             Err(m) => return respond::error(StatusCode::BAD_REQUEST, m, Some("token")),

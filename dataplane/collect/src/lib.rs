@@ -3,12 +3,13 @@
 //! `POST /v1/messages` validates, stores durably (only then `202 {"id"}`), and hands the stored
 //! message to dispatch. `GET /v1/messages/{id}` reports each recipient's state (and each
 //! mobile notification's). `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`])
-//! keep users' mobile devices. All need `Authorization: Bearer <api key>`.
+//! keep users' mobile devices. All need `Authorization: Bearer <api key>`. [`routes`]: the
+//! table of these routes, and `/openapi.yaml` (`docs/openapi.yaml`) that describes them.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
 use pushcluster_dispatch::service::Handoff;
 use pushcluster_proto::api::{Accepted, Invalid, Limits, NewMessage, parse_submit};
@@ -17,6 +18,9 @@ use pushcluster_store::{MessageStore, Submitted};
 use pushcluster_telemetry::Metrics;
 
 mod devices;
+pub mod routes;
+
+use routes::Op;
 
 /// The collect API.
 pub struct Collect {
@@ -28,18 +32,16 @@ pub struct Collect {
 }
 
 impl Collect {
-    /// Handles `/v1/messages[/{id}]` and `/v1/devices[/{token}]`; `None` for paths it does
-    /// not own.
+    /// Handles the API's [`routes::ROUTES`]: `/v1/messages[/{id}]`, `/v1/devices[/{token}]` and
+    /// `/openapi.yaml`; `None` for paths it does not own.
     pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
         let path = req.uri().path().to_owned();
-        let (messages, rest) = match path.strip_prefix("/v1/messages") {
-            Some(rest) => (true, rest),
-            None => (false, path.strip_prefix("/v1/devices")?),
+        let (route, param) = match routes::find(req.method().as_str(), &path) {
+            routes::Found::Route(route, param) => (route, param.unwrap_or_default().to_owned()),
+            routes::Found::WrongMethod(allow) => return Some(method_not_allowed(&allow)),
+            routes::Found::NotOurs => return None,
         };
-        if !messages && !rest.is_empty() && !rest.starts_with('/') {
-            return None;
-        }
-        if !self.authorized(req.headers()) {
+        if route.needs_api_key() && !self.authorized(req.headers()) {
             let mut resp = respond::error(
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid API key: send Authorization: Bearer <PUSHD_API_KEY>",
@@ -49,16 +51,16 @@ impl Collect {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return Some(resp);
         }
-        if !messages {
-            return Some(self.devices(req, rest).await);
-        }
-        Some(match (req.method().clone(), rest) {
-            (Method::POST, "" | "/") => self.submit(req).await,
-            (Method::GET, id) if id.len() > 1 && !id[1..].contains('/') => {
-                self.status(&id[1..]).await
-            }
-            (_, "" | "/") => method_not_allowed("POST"),
-            (_, _) => method_not_allowed("GET"),
+        Some(match route.op {
+            Op::Submit => self.submit(req).await,
+            Op::Status => self.status(&param).await,
+            Op::RegisterDevice => self.put_device(req).await,
+            Op::DeleteDevice => self.delete_device(&param).await,
+            Op::OpenApi => respond::text(
+                StatusCode::OK,
+                routes::OPENAPI_YAML,
+                "application/yaml; charset=utf-8",
+            ),
         })
     }
 
@@ -142,6 +144,9 @@ impl Collect {
                 field: Some("payload"),
                 message: format!("`payload` is not JSON: {e}"),
             })?;
+        // Before `json!`, which would panic on a payload that passes as JSON but cannot be
+        // decoded (a lone surrogate escape).
+        pushcluster_proto::api::check_payload(&payload)?;
         let mut body = serde_json::json!({"to": req.to, "payload": payload});
         if req.ttl_secs > 0 {
             body["ttl_secs"] = req.ttl_secs.into();
@@ -210,13 +215,14 @@ impl pushcluster_proto::grpc::collect_server::Collect for SubmitService {
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> Resp {
+fn method_not_allowed(allow: &str) -> Resp {
     let mut resp = respond::error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method not allowed; use {allow}"),
         None,
     );
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
     resp
 }

@@ -174,6 +174,24 @@ impl JwtKeyArgs {
     }
 }
 
+/// What a client JWT's claims must say besides `sub` and `exp` (the auth role and standalone);
+/// checked into `pushcluster_auth::ClaimRules` by `pushd`.
+#[derive(Debug, Clone, Args)]
+pub struct JwtClaimArgs {
+    /// Required `iss` claim: tokens from any other issuer, or without `iss`, are refused.
+    /// Default: the issuer is not checked.
+    #[arg(long, env = "PUSHD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Accepted audiences (repeat the flag or separate with commas): a token's `aud` (a
+    /// string or an array) must name at least one; a token without `aud` is refused.
+    /// Default: `aud` is not checked.
+    #[arg(long, env = "PUSHD_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// Clock skew allowed when checking `exp` and `nbf`, in whole seconds (at most 5m).
+    #[arg(long, env = "PUSHD_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+}
+
 /// Graceful shutdown.
 #[derive(Debug, Clone, Args)]
 pub struct ShutdownArgs {

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 pub mod devices;
 pub mod mobile;
+mod strict;
 
 pub use devices::{Device, NewDevice, Platform};
 pub use mobile::{Mobile, MobileRecord, MobileState, Notification};
@@ -73,19 +74,37 @@ pub struct Invalid {
     pub message: String,
 }
 
+/// Longest [`Invalid::message`], in bytes: messages may quote what the client sent, which can
+/// be as large as the body.
+pub const MAX_MESSAGE_BYTES: usize = 256;
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] (on a character boundary, ending in `…`).
+fn bounded(message: impl Into<String>) -> String {
+    let mut message = message.into();
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
 impl Invalid {
     pub(crate) fn bad(field: &'static str, message: impl Into<String>) -> Self {
         Invalid {
             status: 400,
             field: Some(field),
-            message: message.into(),
+            message: bounded(message),
         }
     }
     fn too_large(field: &'static str, message: impl Into<String>) -> Self {
         Invalid {
             status: 413,
             field: Some(field),
-            message: message.into(),
+            message: bounded(message),
         }
     }
 }
@@ -106,11 +125,12 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     serde_json::from_slice(body).map_err(|e| Invalid {
         status: 400,
         field: None,
-        message: if e.is_syntax() || e.is_eof() {
+        // serde's message quotes the offending value, which may be most of the body.
+        message: bounded(if e.is_syntax() || e.is_eof() {
             format!("malformed JSON: {e}")
         } else {
             format!("body must be a JSON object: {e}")
-        },
+        }),
     })
 }
 
@@ -170,9 +190,11 @@ pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid>
         ));
     }
 
+    check_payload(&payload)?;
+
     let ttl_secs = match raw.ttl_secs {
         None | Some(Value::Null) => limits.default_ttl_secs,
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(Value::Number(n)) => match whole_number(&n) {
             Some(t) if t >= 1 && t <= limits.max_ttl_secs => t,
             _ => {
                 return Err(Invalid::bad(
@@ -217,6 +239,25 @@ pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid>
         notification,
         mobile,
     })
+}
+
+/// A JSON number that is a non-negative integer: `3`, and also `3.0` (JSON has one number
+/// type, and JSON Schema's `integer` includes `3.0`).
+pub(crate) fn whole_number(n: &serde_json::Number) -> Option<u64> {
+    // Up to 2^53, where every integer is exact in an f64.
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f))
+            .map(|f| f as u64)
+    })
+}
+
+/// Checks that a `payload` (JSON by construction) is JSON every receiver can decode: a
+/// string escape of a lone UTF-16 surrogate (`"\ud800"`) passes serde_json's grammar check
+/// but no client can decode it, so it would be accepted and then never read.
+pub fn check_payload(payload: &RawValue) -> Result<(), Invalid> {
+    strict::check_decodable(payload.get())
+        .map_err(|e| Invalid::bad("payload", format!("`payload` cannot be decoded: {e}")))
 }
 
 /// Checks a user id (from a token's `sub` or a recipient list).

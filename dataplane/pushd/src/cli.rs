@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pushcluster_config::{ConnArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs};
+use pushcluster_config::{
+    ConnArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,10 +50,17 @@ pub struct StandaloneArgs {
     /// How often expired messages are swept.
     #[arg(long, env = "PUSHD_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
+    /// Development only: put the API key into the demo page at `/`, which then shows a form
+    /// that sends messages. Anyone who can load the page gets the key, so this is refused
+    /// unless --listen is a loopback address. `make run` sets it.
+    #[arg(long, env = "PUSHD_DEV_API_KEY_IN_PAGE", default_value_t = false)]
+    pub dev_api_key_in_page: bool,
     #[command(flatten)]
     pub secrets: SecretArgs,
     #[command(flatten)]
     pub jwt: JwtKeyArgs,
+    #[command(flatten)]
+    pub jwt_claims: JwtClaimArgs,
     #[command(flatten)]
     pub limits: LimitsArgs,
     #[command(flatten)]

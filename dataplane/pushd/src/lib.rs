@@ -1,6 +1,6 @@
 //! The `pushd` binary's library: command line ([`cli`]), the standalone wiring
-//! ([`standalone`]), the cluster roles ([`roles`]), mobile push on APNs ([`mobile`]) and the
-//! small client tools ([`tools`]).
+//! ([`standalone`]), the cluster roles ([`roles`]), mobile push on APNs ([`mobile`]), the demo
+//! page and JavaScript SDK served to browsers ([`web`]) and the small client tools ([`tools`]).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ pub mod mobile;
 pub mod roles;
 pub mod standalone;
 pub mod tools;
+pub mod web;
 
 /// Runs a parsed command line; maps errors to exit codes.
 pub async fn run(cli: cli::Cli) -> ExitCode {

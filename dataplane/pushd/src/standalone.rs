@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use http::StatusCode;
 use prometheus_client::registry::Registry;
-use pushcluster_auth::KeySources;
 use pushcluster_auth::keys::ReloadingVerifier;
+use pushcluster_auth::{ClaimRules, KeySources};
 use pushcluster_collect::Collect;
 use pushcluster_config::ConfigError;
 use pushcluster_dispatch::{Dispatcher, MemoryRouteTable};
@@ -25,12 +25,10 @@ use pushcluster_store::redb::RedbStore;
 use pushcluster_telemetry::Metrics;
 
 use crate::cli::StandaloneArgs;
+use crate::web::Web;
 
 /// How often the JWT key files are checked for changes.
 const KEY_POLL: Duration = Duration::from_secs(2);
-
-/// A minimal browser client (`GET /`): connects with `?token=`, shows and acks messages.
-const DEMO_PAGE: &str = include_str!("demo.html");
 
 /// Validated configuration of `pushd standalone`.
 #[derive(Debug, Clone)]
@@ -39,6 +37,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Client JWT keys (HS256 secret, RS256 PEM and JWKS files; files are re-read on change).
     pub keys: KeySources,
+    /// What client JWTs' claims must say (`iss`, `aud`, leeway).
+    pub claims: ClaimRules,
     pub api_key: String,
     pub limits: Limits,
     pub push: PushConfig,
@@ -46,6 +46,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// APNs, when `--apns-key-file` is given: mobile push for messages with a notification.
     pub apns: Option<pushcluster_apns::ApnsConfig>,
+    /// Development only: the demo page carries the API key (`--dev-api-key-in-page`).
+    pub dev_api_key_in_page: bool,
 }
 
 impl Config {
@@ -60,11 +62,20 @@ impl Config {
             ..KeySources::default()
         };
         keys.load().map_err(|e| ConfigError(e.to_string()))?;
+        let claims = crate::roles::auth::claim_rules(&a.jwt_claims)?;
         let apns = crate::mobile::apns_config(&a.apns).map_err(|e| ConfigError(e.to_string()))?;
+        if a.dev_api_key_in_page && !a.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "--dev-api-key-in-page hands the API key to whoever loads the page; it needs a \
+                 loopback --listen address, not {}",
+                a.listen
+            )));
+        }
         Ok(Config {
             listen: a.listen,
             data_dir: a.data_dir,
             keys,
+            claims,
             api_key: a.secrets.api_key,
             limits: a.limits.limits()?,
             push: PushConfig {
@@ -78,6 +89,7 @@ impl Config {
             grace_period: a.shutdown.grace_period,
             sweep_interval: a.sweep_interval,
             apns,
+            dev_api_key_in_page: a.dev_api_key_in_page,
         })
     }
 }
@@ -87,8 +99,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let store: Arc<dyn MessageStore> = Arc::new(RedbStore::open(&config.data_dir)?);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
-    let keys = Arc::new(ReloadingVerifier::new(config.keys.clone())?);
+    let keys = Arc::new(ReloadingVerifier::new(
+        config.keys.clone(),
+        config.claims.clone(),
+    )?);
     keys.metrics().register(&mut registry);
+    keys.cache().metrics().register(&mut registry);
     let key_watcher = keys.watch(KEY_POLL);
     let mobile = crate::mobile::mobile_push(config.apns.clone(), store.clone(), &mut registry)?;
     let ops = Ops::new(registry);
@@ -136,7 +152,16 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     ));
     let server = tokio::spawn(pushcluster_server::serve(
         listener,
-        handler(ops.clone(), collect, push),
+        handler(
+            ops.clone(),
+            collect,
+            push,
+            Web::new(
+                config
+                    .dev_api_key_in_page
+                    .then_some(config.api_key.as_str()),
+            ),
+        ),
         shutdown.clone(),
     ));
     ops.set_ready(true);
@@ -168,16 +193,17 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     Ok(())
 }
 
-fn handler(ops: Arc<Ops>, collect: Arc<Collect>, push: Arc<PushService>) -> Handler {
+fn handler(ops: Arc<Ops>, collect: Arc<Collect>, push: Arc<PushService>, web: Web) -> Handler {
+    let web = Arc::new(web);
     Arc::new(move |req| {
-        let (ops, collect, push) = (ops.clone(), collect.clone(), push.clone());
+        let (ops, collect, push, web) = (ops.clone(), collect.clone(), push.clone(), web.clone());
         Box::pin(async move {
             let path = req.uri().path().to_owned();
             if path == "/ws" {
                 return pushcluster_push::upgrade::handle(req, push).await;
             }
-            if path == "/" && req.method() == http::Method::GET {
-                return respond::text(StatusCode::OK, DEMO_PAGE, "text/html; charset=utf-8");
+            if let Some(resp) = web.handle(req.method(), &path) {
+                return resp;
             }
             if let Some(resp) = ops.handle(&path) {
                 return resp;

@@ -301,6 +301,7 @@ async fn routing_on_redis_cluster_through_headless_dns_names() {
             template: "{ip_dashed}.{service}.{namespace}.svc.{cluster_domain}:{port}".into(),
             dns: Some(dns.addr),
             dispatch_args: Vec::new(),
+            auth_args: Vec::new(),
         },
     )
     .await;

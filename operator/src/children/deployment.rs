@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Role, config_map, meta, role_labels, selector, stable_hash};
-use crate::crd::{ApnsEnvironment, PushCluster, Resources, SecretKeyRef};
+use crate::crd::{ApnsEnvironment, AuthSpec, PushCluster, Resources, SecretKeyRef};
 
 /// Pod template annotation holding a hash of the shared settings: a change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "pushcluster.io/config-hash";
@@ -125,9 +125,24 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
             if s.auth.jwks_secret_ref.is_some() {
                 v.push(env("PUSHD_JWT_JWKS_FILE", format!("{JWKS_DIR}/jwks.json")));
             }
+            claims_env(&s.auth, &mut v);
         }
     }
     v
+}
+
+/// `spec.auth`'s claim rules as the auth role's `--jwt-issuer`, `--jwt-audience` (the CRD
+/// keeps commas out of audiences) and `--jwt-leeway`.
+fn claims_env(a: &AuthSpec, v: &mut Vec<EnvVar>) {
+    if let Some(issuer) = &a.issuer {
+        v.push(env("PUSHD_JWT_ISSUER", issuer.clone()));
+    }
+    if !a.audiences.is_empty() {
+        v.push(env("PUSHD_JWT_AUDIENCE", a.audiences.join(",")));
+    }
+    if let Some(leeway) = a.leeway_seconds {
+        v.push(env("PUSHD_JWT_LEEWAY", format!("{leeway}s")));
+    }
 }
 
 /// `spec.apns` as the dispatch role's `--apns-…` flags: the key comes from a Secret volume

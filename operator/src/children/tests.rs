@@ -137,6 +137,33 @@ fn auth_mounts_the_jwt_key_as_a_file() {
 }
 
 #[test]
+fn auth_gets_the_claim_rules_of_the_spec() {
+    let env = env_of(&deployment::build(&push_cluster(), Role::Auth, IMAGE));
+    for name in ["PUSHD_JWT_ISSUER", "PUSHD_JWT_AUDIENCE", "PUSHD_JWT_LEEWAY"] {
+        assert!(env_value(&env, name).is_none(), "{name} set by default");
+    }
+    let mut s = spec();
+    s.auth.issuer = Some("https://idp.example.com/".into());
+    s.auth.audiences = vec!["pushcluster".into(), "pushcluster-staging".into()];
+    s.auth.leeway_seconds = Some(20);
+    let pc = with_spec(s);
+    let env = env_of(&deployment::build(&pc, Role::Auth, IMAGE));
+    let value = |name: &str| env_value(&env, name).unwrap().value.clone();
+    assert_eq!(
+        value("PUSHD_JWT_ISSUER").as_deref(),
+        Some("https://idp.example.com/")
+    );
+    assert_eq!(
+        value("PUSHD_JWT_AUDIENCE").as_deref(),
+        Some("pushcluster,pushcluster-staging")
+    );
+    assert_eq!(value("PUSHD_JWT_LEEWAY").as_deref(), Some("20s"));
+    // Only the auth role checks claims; push nodes ask it.
+    let push = env_of(&deployment::build(&pc, Role::Push, IMAGE));
+    assert!(env_value(&push, "PUSHD_JWT_AUDIENCE").is_none());
+}
+
+#[test]
 fn redis_from_a_secret_and_cluster_mode() {
     let mut s = spec();
     s.redis.url = None;
@@ -239,6 +266,9 @@ fn env_vars_are_flags_of_pushd_roles() {
     s.collect.max_recipients = Some(10);
     s.collect.default_ttl_seconds = Some(60);
     s.apns = Some(apns_spec());
+    s.auth.issuer = Some("https://idp.example.com/".into());
+    s.auth.audiences = vec!["pushcluster".into()];
+    s.auth.leeway_seconds = Some(10);
     let pc = with_spec(s);
     let cli = pushd::cli::Cli::command();
     let shared: BTreeSet<String> = config_map::data(&pc).into_keys().collect();

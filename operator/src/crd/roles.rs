@@ -129,8 +129,8 @@ pub struct CollectSpec {
     pub default_ttl_seconds: Option<i64>,
 }
 
-/// Auth: verifies client tokens (JWT, HS256) for the push nodes.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Auth: verifies client tokens (JWT, HS256 or RS256) for the push nodes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     #[serde(default = "two")]
@@ -148,6 +148,22 @@ pub struct AuthSpec {
     /// chosen by `kid`. Mounted as a file, so rotated keys are picked up without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_secret_ref: Option<SecretKeyRef>,
+    /// Required `iss` of client tokens: tokens from any other issuer, or without `iss`, are
+    /// refused. Default: the issuer is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub issuer: Option<String>,
+    /// Accepted audiences: a token's `aud` must name at least one, and a token without `aud`
+    /// is refused. Default: `aud` is not checked — set it when the identity provider also
+    /// issues tokens for other applications.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 1024)))]
+    #[x_kube(validation = Rule::new("self.all(a, !a.contains(','))").message("auth.audiences: an audience must not contain a comma (give each audience as its own entry)"))]
+    pub audiences: Vec<String>,
+    /// Clock skew allowed when checking `exp` and `nbf`, in seconds (default: pushd's, 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 300))]
+    pub leeway_seconds: Option<i32>,
 }
 
 /// Kubernetes Service type for client-facing traffic.

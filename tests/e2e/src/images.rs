@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use pushcluster_test_support::node::Node;
-use pushcluster_test_support::node::image::Image;
+use pushcluster_test_support::kubenode::Node;
+use pushcluster_test_support::kubenode::image::Image;
 use pushcluster_test_support::{require, run};
 
 /// UID and GID of the unprivileged user of every image (the Dockerfile's).

@@ -1,5 +1,5 @@
 //! End-to-end tests of pushcluster on a real single-node Kubernetes
-//! ([`pushcluster_test_support::node`]): the chart, the operator, every data-plane role and
+//! ([`pushcluster_test_support::kubenode`]): the chart, the operator, every data-plane role and
 //! the data services run as pods from images built here; the test drives them the way a
 //! user would (`helm`, `kubectl`) and talks to them from outside the cluster.
 //!

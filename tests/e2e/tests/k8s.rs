@@ -15,7 +15,7 @@ use anyhow::{bail, ensure};
 use pushcluster_e2e::kubectl::{eventually, items, json, node_port, phase};
 use pushcluster_e2e::traffic::{Endpoints, Fleet, StepReport};
 use pushcluster_e2e::images;
-use pushcluster_test_support::node::{NODE_NAME, Node};
+use pushcluster_test_support::kubenode::{NODE_NAME, Node};
 use pushcluster_test_support::{Helm, Kubectl};
 
 #[path = "k8s/checks.rs"]

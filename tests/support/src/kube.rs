@@ -1,6 +1,6 @@
 //! A real Kubernetes control plane: etcd + kube-apiserver (+ kube-controller-manager), started
 //! the way controller-runtime's envtest does it, with certificates made by `openssl`.
-//! The flags shared with the single-node cluster ([`crate::node`]) live here too.
+//! The flags shared with the single-node cluster ([`crate::kubenode`]) live here too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

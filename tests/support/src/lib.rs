@@ -14,10 +14,11 @@
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
 //! - [`dnsmasq`]: a DNS server with given A records, and a tiny resolver for tests.
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
-//! - [`node`]: a whole single-node Kubernetes (kubelet, containerd, CNI, kube-proxy, CoreDNS)
+//! - [`kubenode`]: a whole single-node Kubernetes (kubelet, containerd, CNI, kube-proxy, CoreDNS)
 //!   in its own namespaces, and images for it without a registry.
 //! - [`pki`]: a CA, certificates and kubeconfigs made with `openssl`.
 //! - [`Helm`], [`Kubectl`]: the built `helm` and `kubectl` binaries.
+//! - [`node`]: Node.js and the npm tools (TypeScript, terser, playwright-core) for the web client.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 pub mod apns;
 pub mod dnsmasq;
 pub mod kube;
+pub mod kubenode;
 pub mod mongo;
 pub mod node;
 pub mod pki;
@@ -265,17 +267,25 @@ impl Proc {
 
     /// Kills the process group and reaps the child.
     pub fn kill(&mut self) {
-        if let (false, Ok(pgid)) = (self.reaped, i32::try_from(self.child.id())) {
-            // The whole group: helpers such as squid's auth programs included. The child has not
-            // been reaped yet, so its pid (= pgid) cannot have been reused.
+        if !self.reaped {
+            self.kill_group();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reaped = true;
+    }
+}
+
+impl Proc {
+    /// SIGKILL to the whole group: helpers such as squid's auth programs included. Only while
+    /// the child is not reaped, so its pid (= pgid) cannot have been reused.
+    fn kill_group(&self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
             // SAFETY: killpg only sends a signal.
             unsafe {
                 libc::killpg(pgid, libc::SIGKILL);
             }
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.reaped = true;
     }
 }
 

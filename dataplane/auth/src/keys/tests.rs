@@ -1,9 +1,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::cache::HitLabels;
 use crate::fixtures::{jwks, signer_a, signer_b};
 use crate::keys::{ReloadLabels, ReloadingVerifier};
-use crate::{AuthError, KeySources, TokenVerifier};
+use crate::{AuthError, ClaimRules, KeySources, TokenVerifier};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -32,10 +33,13 @@ fn reloads(v: &ReloadingVerifier, result: &str) -> u64 {
 fn jwks_verifier(dir: &Path, doc: &str) -> ReloadingVerifier {
     let path = dir.join("jwks.json");
     write(&path, doc, 1);
-    ReloadingVerifier::new(KeySources {
-        jwks_file: Some(path),
-        ..KeySources::default()
-    })
+    ReloadingVerifier::new(
+        KeySources {
+            jwks_file: Some(path),
+            ..KeySources::default()
+        },
+        ClaimRules::default(),
+    )
     .unwrap()
 }
 
@@ -100,11 +104,14 @@ async fn reload_rereads_secret_and_pem_files() {
     let pem = dir.path().join("signing.pem");
     write(&secret, "first-secret\n", 1);
     write(&pem, &crate::fixtures::read("key-a.pem"), 1);
-    let v = ReloadingVerifier::new(KeySources {
-        hs256_secret_file: Some(secret.clone()),
-        rsa_public_key_files: vec![pem.clone()],
-        ..KeySources::default()
-    })
+    let v = ReloadingVerifier::new(
+        KeySources {
+            hs256_secret_file: Some(secret.clone()),
+            rsa_public_key_files: vec![pem.clone()],
+            ..KeySources::default()
+        },
+        ClaimRules::default(),
+    )
     .unwrap();
     assert_eq!(v.metrics().keys.get(), 2);
     let hs = |s: &[u8]| crate::issue(s, "u", HOUR);
@@ -129,4 +136,92 @@ async fn watch_polls_the_files() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(v.verify(&b.issue("bob", HOUR)).await, Ok("bob".into()));
     watcher.abort();
+}
+
+fn cache_hits(v: &ReloadingVerifier, verdict: &str) -> u64 {
+    v.cache()
+        .metrics()
+        .hits
+        .get_or_create(&HitLabels {
+            verdict: verdict.into(),
+        })
+        .get()
+}
+
+#[tokio::test]
+async fn a_flood_of_one_bad_token_costs_one_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = signer_a(Some("a"));
+    let v = jwks_verifier(dir.path(), &jwks(&[&a]));
+    let forged = signer_b(Some("a")).issue("mallory", HOUR);
+    for _ in 0..100 {
+        assert_eq!(
+            v.verify(&forged).await,
+            Err(AuthError::Invalid("bad signature".into()))
+        );
+    }
+    let misses = v.cache().metrics().misses.get();
+    assert_eq!((misses, cache_hits(&v, "invalid")), (1, 99));
+    // Valid tokens are verified every time (not cached locally) and still work.
+    for _ in 0..3 {
+        assert_eq!(v.verify(&a.issue("alice", HOUR)).await, Ok("alice".into()));
+    }
+    assert_eq!(cache_hits(&v, "valid"), 0);
+    assert_eq!(v.cache().len(), 1);
+}
+
+#[tokio::test]
+async fn a_reload_forgets_failed_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (signer_a(Some("a")), signer_b(Some("b")));
+    let v = jwks_verifier(dir.path(), &jwks(&[&a]));
+    // A client with a token of the new key arrives before the key is published…
+    let early = b.issue("bob", HOUR);
+    assert_eq!(
+        v.verify(&early).await,
+        Err(AuthError::Invalid("unknown key id `b`".into()))
+    );
+    assert_eq!(v.cache().len(), 1);
+    // …and is accepted as soon as the key is, not once the cached refusal times out.
+    write(&dir.path().join("jwks.json"), &jwks(&[&a, &b]), 2);
+    assert!(v.reload_if_changed());
+    assert!(v.cache().is_empty());
+    assert_eq!(v.verify(&early).await, Ok("bob".into()));
+}
+
+#[tokio::test]
+async fn claim_rules_survive_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let (a, b) = (signer_a(Some("a")), signer_b(Some("b")));
+    write(&path, &jwks(&[&a]), 1);
+    let rules = ClaimRules {
+        audiences: vec!["pushcluster".into()],
+        ..ClaimRules::default()
+    };
+    let v = ReloadingVerifier::new(
+        KeySources {
+            jwks_file: Some(path.clone()),
+            ..KeySources::default()
+        },
+        rules.clone(),
+    )
+    .unwrap();
+    let exp = crate::fixtures::now() + 600;
+    let claims = |aud: &str| serde_json::json!({"sub": "u", "exp": exp, "aud": aud});
+    assert_eq!(
+        v.verify(&a.sign(&claims("pushcluster"))).await,
+        Ok("u".into())
+    );
+    write(&path, &jwks(&[&b]), 2);
+    assert!(v.reload_if_changed());
+    assert_eq!(v.current().rules(), &rules);
+    assert_eq!(
+        v.verify(&b.sign(&claims("pushcluster"))).await,
+        Ok("u".into())
+    );
+    assert!(matches!(
+        v.verify(&b.sign(&claims("other"))).await,
+        Err(AuthError::Invalid(m)) if m.contains("`aud`")
+    ));
 }

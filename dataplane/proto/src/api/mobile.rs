@@ -89,10 +89,12 @@ pub fn parse_notification(v: Option<Value>) -> Result<Option<Notification>, Inva
             "badge" => {
                 n.badge = match &value {
                     Value::Null => None,
-                    Value::Number(x) => match x.as_u64().and_then(|b| u32::try_from(b).ok()) {
-                        Some(b) => Some(b),
-                        None => return Err(bad_badge()),
-                    },
+                    Value::Number(x) => {
+                        match super::whole_number(x).and_then(|b| u32::try_from(b).ok()) {
+                            Some(b) => Some(b),
+                            None => return Err(bad_badge()),
+                        }
+                    }
                     _ => return Err(bad_badge()),
                 }
             }

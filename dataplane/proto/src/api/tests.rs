@@ -58,6 +58,54 @@ fn names_the_field_of_each_bad_input() {
     assert!(err.message.starts_with("malformed JSON"), "{}", err.message);
 }
 
+/// Found by the `parse_submit` / `client_frame` fuzz targets: a payload with a lone surrogate
+/// escape passed as JSON, was accepted, and no client could decode the frame carrying it.
+#[test]
+fn a_payload_no_receiver_can_decode_is_refused() {
+    for payload in [r#""\ud800""#, r#"{"\udfff":1}"#, r#"["ok","\ud83d"]"#] {
+        // It passes as JSON, but cannot become a Value: `json!` with it panics (collect's
+        // gRPC Submit did that before checking it).
+        let raw = serde_json::value::RawValue::from_string(payload.to_owned()).unwrap();
+        assert!(serde_json::to_value(&raw).is_err());
+        assert!(check_payload(&raw).is_err());
+        let err = parse(&format!(r#"{{"to":["a"],"payload":{payload}}}"#)).unwrap_err();
+        assert_eq!((err.status, err.field), (400, Some("payload")), "{payload}");
+        assert!(err.message.contains("cannot be decoded"), "{}", err.message);
+    }
+    // A surrogate pair is an ordinary character.
+    let m = parse(r#"{"to":["a"],"payload":"\ud83d\ude00"}"#).unwrap();
+    let frame = crate::frame::encode_message("id", 1, &m.payload);
+    assert_eq!(crate::frame::decode_message(&frame).unwrap().payload, "😀");
+}
+
+/// Found by the `devices` fuzz target: a body that is one long JSON string got a 400 whose
+/// message quoted all of it (serde's "invalid type: string …").
+#[test]
+fn error_messages_are_bounded_whatever_the_input_quotes() {
+    let long = "é".repeat(5000);
+    let string = format!("{long:?}");
+    let errors = [
+        parse(&string).unwrap_err(),
+        devices::parse_device(string.as_bytes()).unwrap_err(),
+        parse(&format!(r#"{{"to":["a"],"payload":1,"mobile":{string}}}"#)).unwrap_err(),
+        parse(&format!(
+            r#"{{"to":["a"],"payload":1,"notification":{{{string}:1}}}}"#
+        ))
+        .unwrap_err(),
+        devices::parse_device(format!(r#"{{"user":"u","platform":{string}}}"#).as_bytes())
+            .unwrap_err(),
+    ];
+    for err in errors {
+        assert!(
+            err.message.len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            err.message.len()
+        );
+        assert!(err.message.ends_with('…'), "{}", err.message);
+    }
+    assert_eq!(bounded("short"), "short");
+}
+
 #[test]
 fn oversized_inputs_are_413() {
     let limits = Limits {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
-use pushcluster_auth::KeySources;
 use pushcluster_auth::grpc::AuthService;
 use pushcluster_auth::keys::ReloadingVerifier;
-use pushcluster_config::{JwtKeyArgs, LogArgs, ShutdownArgs};
+use pushcluster_auth::{ClaimRules, KeySources};
+use pushcluster_config::{ConfigError, JwtClaimArgs, JwtKeyArgs, LogArgs, ShutdownArgs};
 use pushcluster_proto::grpc::auth_server::AuthServer;
 use pushcluster_server::Shutdown;
 use pushcluster_server::ops::Ops;
@@ -33,23 +33,45 @@ pub struct AuthArgs {
     #[command(flatten)]
     pub jwt: JwtKeyArgs,
     #[command(flatten)]
+    pub jwt_claims: JwtClaimArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
 
+/// The claim flags (`--jwt-issuer`, `--jwt-audience`, `--jwt-leeway`) as checked rules
+/// (shared with standalone).
+pub fn claim_rules(a: &JwtClaimArgs) -> Result<ClaimRules, ConfigError> {
+    if a.jwt_leeway.subsec_nanos() != 0 {
+        return Err(ConfigError("--jwt-leeway must be whole seconds".into()));
+    }
+    let rules = ClaimRules {
+        issuer: a.jwt_issuer.clone(),
+        audiences: a.jwt_audience.iter().map(|s| s.trim().to_owned()).collect(),
+        leeway_secs: a.jwt_leeway.as_secs(),
+    };
+    rules.check().map_err(ConfigError)?;
+    Ok(rules)
+}
+
 pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     args.jwt
         .validate(args.jwt_secret.is_some() || args.jwt_secret_file.is_some())?;
-    let verifier = Arc::new(ReloadingVerifier::new(KeySources {
-        hs256_secret: args.jwt_secret.map(String::into_bytes),
-        hs256_secret_file: args.jwt_secret_file,
-        rsa_public_key_files: args.jwt.jwt_public_key_file,
-        jwks_file: args.jwt.jwt_jwks_file,
-    })?);
+    let rules = claim_rules(&args.jwt_claims)?;
+    let verifier = Arc::new(ReloadingVerifier::new(
+        KeySources {
+            hs256_secret: args.jwt_secret.map(String::into_bytes),
+            hs256_secret_file: args.jwt_secret_file,
+            rsa_public_key_files: args.jwt.jwt_public_key_file,
+            jwks_file: args.jwt.jwt_jwks_file,
+        },
+        rules,
+    )?);
     let watcher = verifier.watch(Duration::from_secs(2));
     let mut registry = Registry::default();
     verifier.metrics().register(&mut registry);
+    verifier.cache().metrics().register(&mut registry);
     let ops = Ops::new(registry);
     let bound = super::bind(args.listen, args.grpc_listen).await?;
     let shutdown = Shutdown::default();

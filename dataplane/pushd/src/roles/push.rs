@@ -38,6 +38,10 @@ pub struct PushArgs {
     /// Timeout of a token check on connect.
     #[arg(long, env = "PUSHD_AUTH_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub auth_timeout: Duration,
+    /// Also serve the demo page (`/`, `/demo.js`) and the JavaScript SDK
+    /// (`/sdk/pushcluster.js`) next to `/ws`.
+    #[arg(long, env = "PUSHD_DEMO_PAGE", default_value_t = false)]
+    pub demo_page: bool,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
@@ -87,6 +91,8 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     args.conn.validate()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let verifier = Arc::new(RemoteVerifier::new(&args.auth_addr, args.auth_timeout)?);
+    verifier.cache().metrics().register(&mut registry);
     let ops = Ops::new(registry);
     let store = Arc::new(
         MongoStore::connect_lazy(&args.mongo.mongodb_uri, &args.mongo.mongodb_database).await?,
@@ -99,7 +105,7 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let push = Arc::new(PushService {
         hub: hub.clone(),
         store,
-        verifier: Arc::new(RemoteVerifier::new(&args.auth_addr, args.auth_timeout)?),
+        verifier,
         metrics,
         config: PushConfig {
             send_queue: args.conn.send_queue,
@@ -136,7 +142,11 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
         super::Serving {
             ops: ops.clone(),
             http: bound.http,
-            handler: handler(ops, push),
+            handler: handler(
+                ops,
+                push,
+                args.demo_page.then(|| crate::web::Web::new(None)),
+            ),
             shutdown,
             grace: args.shutdown.grace_period,
         },
@@ -149,13 +159,21 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     r
 }
 
-fn handler(ops: Arc<Ops>, push: Arc<PushService>) -> Handler {
+fn handler(ops: Arc<Ops>, push: Arc<PushService>, web: Option<crate::web::Web>) -> Handler {
+    let web = Arc::new(web);
     Arc::new(move |req| {
-        let (ops, push) = (ops.clone(), push.clone());
+        let (ops, push, web) = (ops.clone(), push.clone(), web.clone());
         Box::pin(async move {
             let path = req.uri().path().to_owned();
             if path == "/ws" {
                 return pushcluster_push::upgrade::handle(req, push).await;
+            }
+            if let Some(resp) = web
+                .as_ref()
+                .as_ref()
+                .and_then(|w| w.handle(req.method(), &path))
+            {
+                return resp;
             }
             ops.handle(&path).unwrap_or_else(|| {
                 respond::error(StatusCode::NOT_FOUND, format!("no route for {path}"), None)

@@ -20,17 +20,17 @@ pub struct Options {
     pub dns: Option<SocketAddr>,
     /// Extra flags for every dispatch replica (e.g. `--apns-…`).
     pub dispatch_args: Vec<String>,
+    /// Extra flags for the auth role (e.g. `--jwt-audience=…`).
+    pub auth_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts auth, two dispatch replicas, collect and three push nodes on 127.0.0.2/3/4.
     pub async fn start(mongo: &Mongo, o: &Options) -> Cluster {
         let s = |v: &str| v.to_string();
-        let auth = Role::spawn(
-            "auth",
-            &[s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")],
-        )
-        .await;
+        let mut auth_args = vec![s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")];
+        auth_args.extend(o.auth_args.iter().cloned());
+        let auth = Role::spawn("auth", &auth_args).await;
         let mut redis = vec![format!("--redis-url={}", o.redis_url), s("--route-ttl=3s")];
         if o.redis_cluster {
             redis.push(s("--redis-cluster"));
@@ -100,5 +100,6 @@ pub fn local(redis_url: String) -> Options {
         template: "{ip}:{port}".into(),
         dns: None,
         dispatch_args: Vec::new(),
+        auth_args: Vec::new(),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context as _, ensure};
 use pushcluster_e2e::kubectl::json;
 use pushcluster_test_support::Kubectl;
 use pushcluster_test_support::dnsmasq::query_a;
-use pushcluster_test_support::node::{CLUSTER_DOMAIN, Node};
+use pushcluster_test_support::kubenode::{CLUSTER_DOMAIN, Node};
 
 use super::setup::{APPS, NAME, PushPod};
 

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use pushcluster_test_support::dnsmasq::query_a;
 use pushcluster_test_support::eventually;
-use pushcluster_test_support::node::{Footprint, Node};
+use pushcluster_test_support::kubenode::{Footprint, Node};
 
 const PAUSE_PODS: &str = "apiVersion: apps/v1
 kind: Deployment
