@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-pub use pushcluster_test_support::{eventually, http_get};
 use pushcluster_test_support::{Kubectl, Proc, free_port, metric_value, progress};
+pub use pushcluster_test_support::{eventually, http_get};
 use serde_json::Value;
 
 pub const NS: &str = "pushcluster-system";

@@ -61,7 +61,15 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = std::time::Instant::now();
     run(Command::new(cargo)
-        .args(["build", "--profile", &profile, "-p", "pushd", "-p", "pushcluster-operator"])
+        .args([
+            "build",
+            "--profile",
+            &profile,
+            "-p",
+            "pushd",
+            "-p",
+            "pushcluster-operator",
+        ])
         .arg("--target-dir")
         .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR")))?;

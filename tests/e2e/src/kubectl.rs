@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-pub use pushcluster_test_support::eventually;
 use pushcluster_test_support::Kubectl;
+pub use pushcluster_test_support::eventually;
 use serde_json::Value;
 
 /// `kubectl ARGS -o json`, parsed.

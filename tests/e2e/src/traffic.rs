@@ -151,13 +151,17 @@ impl Fleet {
     /// Waits until every device is connected (has its welcome frame).
     pub async fn wait_connected(&self, secs: u64) -> anyhow::Result<()> {
         let total = self.devices();
-        pushcluster_test_support::wait_ready("every device connected", Duration::from_secs(secs), || {
-            let n = self.connections().len();
-            async move {
-                anyhow::ensure!(n == total, "{n} of {total} devices connected");
-                Ok(())
-            }
-        })
+        pushcluster_test_support::wait_ready(
+            "every device connected",
+            Duration::from_secs(secs),
+            || {
+                let n = self.connections().len();
+                async move {
+                    anyhow::ensure!(n == total, "{n} of {total} devices connected");
+                    Ok(())
+                }
+            },
+        )
         .await
     }
 
@@ -181,7 +185,13 @@ impl Fleet {
         let pause = Duration::from_secs_f64(workers as f64 / f64::from(rate.max(1)));
         let mut producers = Vec::new();
         for w in 0..workers {
-            let users: Vec<String> = self.users.iter().skip(w).step_by(workers).cloned().collect();
+            let users: Vec<String> = self
+                .users
+                .iter()
+                .skip(w)
+                .step_by(workers)
+                .cloned()
+                .collect();
             producers.push(tokio::spawn(produce(
                 n,
                 users,
@@ -257,7 +267,12 @@ impl Fleet {
                     .iter()
                     .filter(|(s, e)| *s == step && *e == End::Broken)
                     .count(),
-                ends: d.ends.iter().filter(|(s, _)| *s == step).map(|(_, e)| *e).collect(),
+                ends: d
+                    .ends
+                    .iter()
+                    .filter(|(s, _)| *s == step)
+                    .map(|(_, e)| *e)
+                    .collect(),
             });
         }
         StepReport {
@@ -393,7 +408,8 @@ async fn device(
     let mut last_seq = 0u64;
     loop {
         let connect = tokio_tungstenite::connect_async(format!("{url}&last_seq={last_seq}"));
-        let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
+        let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(5), connect).await
+        else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -459,7 +475,8 @@ async fn produce(
     while !stop.load(Ordering::SeqCst) {
         for user in &users {
             let key = format!("e2e-{step}-{user}-{k}");
-            let body = json!({"to": [user], "payload": {"step": step, "k": k}, "idempotency_key": key});
+            let body =
+                json!({"to": [user], "payload": {"step": step, "k": k}, "idempotency_key": key});
             match post(&http, collect, &api_key, &body, step, &ledger).await {
                 Ok(id) => ledger
                     .lock()

@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
+use pushcluster_e2e::images;
 use pushcluster_e2e::kubectl::{eventually, items, json, node_port, phase};
 use pushcluster_e2e::traffic::{Endpoints, Fleet, StepReport};
-use pushcluster_e2e::images;
 use pushcluster_test_support::kubenode::{NODE_NAME, Node};
 use pushcluster_test_support::{Helm, Kubectl};
 
@@ -43,7 +43,10 @@ impl Drop for Diagnostics<'_> {
             self.print();
         }
         if let Some(keep) = keep {
-            eprintln!("--- keeping the node for {keep:?}: KUBECONFIG={}", self.node.kubeconfig.display());
+            eprintln!(
+                "--- keeping the node for {keep:?}: KUBECONFIG={}",
+                self.node.kubeconfig.display()
+            );
             std::thread::sleep(keep);
         }
     }
@@ -57,13 +60,28 @@ impl Diagnostics<'_> {
             &["get", "events", "-A", "--sort-by=.lastTimestamp"][..],
             &["get", "pushcluster", "-A", "-o", "yaml"][..],
         ] {
-            eprintln!("--- kubectl {}\n{}", args.join(" "), k.run(args).unwrap_or_else(|e| e.to_string()));
+            eprintln!(
+                "--- kubectl {}\n{}",
+                args.join(" "),
+                k.run(args).unwrap_or_else(|e| e.to_string())
+            );
         }
-        for (ns, sel) in [(OPERATOR_NS, "app.kubernetes.io/name"), (APPS, "app.kubernetes.io/name"), ("databases", "app")] {
+        for (ns, sel) in [
+            (OPERATOR_NS, "app.kubernetes.io/name"),
+            (APPS, "app.kubernetes.io/name"),
+            ("databases", "app"),
+        ] {
             let logs = k.run(&["logs", "-n", ns, "-l", sel, "--tail=30", "--prefix"]);
-            eprintln!("--- logs in {ns}\n{}", logs.unwrap_or_else(|e| e.to_string()));
+            eprintln!(
+                "--- logs in {ns}\n{}",
+                logs.unwrap_or_else(|e| e.to_string())
+            );
         }
-        eprintln!("--- node logs (run directory {})\n{}", self.node.dir().display(), self.node.log_tails(15));
+        eprintln!(
+            "--- node logs (run directory {})\n{}",
+            self.node.dir().display(),
+            self.node.log_tails(15)
+        );
     }
 }
 
@@ -75,7 +93,10 @@ async fn the_users_story_on_a_real_node() {
         return;
     }
     let binaries = images::build_binaries().expect("building pushd and the operator");
-    phase(start, &format!("{} binaries in {}", images::profile(), binaries.display()));
+    phase(
+        start,
+        &format!("{} binaries in {}", images::profile(), binaries.display()),
+    );
     let Some(node) = Node::start().await else {
         return;
     };
@@ -84,7 +105,10 @@ async fn the_users_story_on_a_real_node() {
     let version = json(&k, &["version"]).unwrap();
     phase(
         start,
-        &format!("node Ready: Kubernetes {}", version["serverVersion"]["gitVersion"]),
+        &format!(
+            "node Ready: Kubernetes {}",
+            version["serverVersion"]["gitVersion"]
+        ),
     );
     let images = images::build_and_import(&node, &binaries).expect("images");
     let redis_port = install_databases(&k, &images).expect("Redis and FerretDB pods");
@@ -96,32 +120,61 @@ async fn the_users_story_on_a_real_node() {
     // helm install: the operator runs as a pod, with the chart's ServiceAccount, and leads.
     let helm = helm.with_kubeconfig(&node.kubeconfig);
     install_operator(&helm, &images).expect("helm install");
-    pods_ready(&k, OPERATOR_NS, &format!("app.kubernetes.io/instance={RELEASE}"), 180).await;
+    pods_ready(
+        &k,
+        OPERATOR_NS,
+        &format!("app.kubernetes.io/instance={RELEASE}"),
+        180,
+    )
+    .await;
     let (operators, leader) = operator_leader(&k).await;
     eventually("the Lease holder reports itself leader", 60, || {
-        let m = pod_metric(&k, OPERATOR_NS, &leader, "http", "pushcluster_operator_leader");
+        let m = pod_metric(
+            &k,
+            OPERATOR_NS,
+            &leader,
+            "http",
+            "pushcluster_operator_leader",
+        );
         async move {
             ensure!(m? == 1.0, "not leader");
             Ok(())
         }
     })
     .await;
-    phase(start, &format!("helm install: operator pods {operators:?}, leader {leader}"));
+    phase(
+        start,
+        &format!("helm install: operator pods {operators:?}, leader {leader}"),
+    );
 
     // kubectl apply: every role Ready; push pods know their pod IP.
     apply_cluster(&k).expect("kubectl apply the PushCluster");
     pods_ready(&k, APPS, &format!("app.kubernetes.io/instance={NAME}"), 240).await;
     cluster_settled(&k, 240).await;
     let pods = push_pods(&k).unwrap();
-    let d = json(&k, &["get", "deployment", &format!("{NAME}-push"), "-n", APPS]).unwrap();
-    let node_ip = pushcluster_e2e::kubectl::container_env(&d["spec"]["template"]["spec"], "PUSHD_NODE_IP")
-        .expect("PUSHD_NODE_IP");
-    assert_eq!(node_ip["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
-    phase(start, &format!("kubectl apply: PushCluster Ready, push pods {pods:?}"));
+    let d = json(
+        &k,
+        &["get", "deployment", &format!("{NAME}-push"), "-n", APPS],
+    )
+    .unwrap();
+    let node_ip =
+        pushcluster_e2e::kubectl::container_env(&d["spec"]["template"]["spec"], "PUSHD_NODE_IP")
+            .expect("PUSHD_NODE_IP");
+    assert_eq!(
+        node_ip["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
+    phase(
+        start,
+        &format!("kubectl apply: PushCluster Ready, push pods {pods:?}"),
+    );
 
     // Clients outside the cluster, through the NodePorts of the operator's Services.
     let endpoints = Endpoints {
-        push: SocketAddr::from((node.address, node_port(&k, APPS, &format!("{NAME}-push"), "http").unwrap())),
+        push: SocketAddr::from((
+            node.address,
+            node_port(&k, APPS, &format!("{NAME}-push"), "http").unwrap(),
+        )),
         collect: SocketAddr::from((
             node.address,
             node_port(&k, APPS, &format!("{NAME}-collect"), "http").unwrap(),
@@ -134,7 +187,9 @@ async fn the_users_story_on_a_real_node() {
     let routes = checks::routes_carry_pod_ips(redis, &pods, grpc_port, &fleet.connections())
         .await
         .unwrap();
-    checks::dns_serves_push_pods(&node, &pods, &headless).await.unwrap();
+    checks::dns_serves_push_pods(&node, &pods, &headless)
+        .await
+        .unwrap();
     phase(
         start,
         &format!(
@@ -162,11 +217,21 @@ async fn the_users_story_on_a_real_node() {
             .await,
     );
     // Dispatch found the push pods by their headless names, through CoreDNS.
-    let dispatch_ips: Vec<String> = items(&k, &["get", "pods", "-n", APPS, "-l", "app.kubernetes.io/component=dispatch"])
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned))
-        .collect();
+    let dispatch_ips: Vec<String> = items(
+        &k,
+        &[
+            "get",
+            "pods",
+            "-n",
+            APPS,
+            "-l",
+            "app.kubernetes.io/component=dispatch",
+        ],
+    )
+    .unwrap()
+    .iter()
+    .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned))
+    .collect();
     let askers = checks::headless_lookups(&node, &headless);
     assert!(
         dispatch_ips.iter().any(|ip| askers.contains(ip)),
@@ -177,12 +242,24 @@ async fn the_users_story_on_a_real_node() {
     let on_removed = std::sync::Mutex::new(Vec::new());
     let r = fleet
         .step(2, "scale 3 → 5 → 2 (drain)", RATE, async {
-            k.run(&["scale", &format!("pushcluster/{NAME}"), "-n", APPS, "--replicas=5"])?;
+            k.run(&[
+                "scale",
+                &format!("pushcluster/{NAME}"),
+                "-n",
+                APPS,
+                "--replicas=5",
+            ])?;
             cluster_settled(&k, 120).await;
             fleet.reconnect_all();
             fleet.wait_connected(60).await?;
             let before = fleet.connections();
-            k.run(&["scale", &format!("pushcluster/{NAME}"), "-n", APPS, "--replicas=2"])?;
+            k.run(&[
+                "scale",
+                &format!("pushcluster/{NAME}"),
+                "-n",
+                APPS,
+                "--replicas=2",
+            ])?;
             cluster_settled(&k, 120).await;
             let kept: Vec<String> = push_pods(&k)?.iter().map(|p| p.ip.clone()).collect();
             *on_removed.lock().unwrap() = before
@@ -194,7 +271,11 @@ async fn the_users_story_on_a_real_node() {
         })
         .await;
     let removed = on_removed.lock().unwrap().clone();
-    let drained: Vec<_> = r.devices.iter().filter(|d| removed.contains(&d.dev)).collect();
+    let drained: Vec<_> = r
+        .devices
+        .iter()
+        .filter(|d| removed.contains(&d.dev))
+        .collect();
     assert!(
         !removed.is_empty() && drained.iter().all(|d| d.going_away > 0),
         "{} devices were on removed pods; not all saw 1001: {drained:#?}",
@@ -206,7 +287,15 @@ async fn the_users_story_on_a_real_node() {
     let r = fleet
         .step(3, "push pod force-deleted", RATE, async {
             let victim = busiest(&fleet, &k)?;
-            k.run(&["delete", "pod", &victim, "-n", APPS, "--grace-period=0", "--force"])?;
+            k.run(&[
+                "delete",
+                "pod",
+                &victim,
+                "-n",
+                APPS,
+                "--grace-period=0",
+                "--force",
+            ])?;
             cluster_settled(&k, 120).await;
             fleet.wait_connected(60).await
         })
@@ -217,14 +306,20 @@ async fn the_users_story_on_a_real_node() {
     let r = fleet
         .step(4, "push container killed on the node", RATE, async {
             let victim = busiest(&fleet, &k)?;
-            let pod = push_pods(&k)?.into_iter().find(|p| p.name == victim).unwrap();
+            let pod = push_pods(&k)?
+                .into_iter()
+                .find(|p| p.name == victim)
+                .unwrap();
             node.kill_container(&pod.container)?;
             eventually("the kubelet restarted the container", 120, || {
                 let pods = push_pods(&k);
                 let pod = pod.clone();
                 async move {
                     let now = pods?.into_iter().find(|p| p.name == pod.name);
-                    ensure!(now.is_some_and(|p| p.restarts > pod.restarts), "not restarted and ready yet");
+                    ensure!(
+                        now.is_some_and(|p| p.restarts > pod.restarts),
+                        "not restarted and ready yet"
+                    );
                     Ok(())
                 }
             })
@@ -232,7 +327,10 @@ async fn the_users_story_on_a_real_node() {
             fleet.wait_connected(60).await
         })
         .await;
-    assert!(r.broken() > 0, "nobody's connection broke when the container was killed: {r}");
+    assert!(
+        r.broken() > 0,
+        "nobody's connection broke when the container was killed: {r}"
+    );
     record(r);
 
     // 5. A spec change that rolls every role.
@@ -240,7 +338,14 @@ async fn the_users_story_on_a_real_node() {
         .step(5, "rolling update of every role", RATE, async {
             let before = replica_sets(&k)?;
             k.run(&[
-                "patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p", r#"{"spec":{"logFormat":"plain"}}"#,
+                "patch",
+                "pushcluster",
+                NAME,
+                "-n",
+                APPS,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"logFormat":"plain"}}"#,
             ])?;
             eventually("every role has a new ReplicaSet", 60, || {
                 let now = replica_sets(&k);
@@ -248,7 +353,10 @@ async fn the_users_story_on_a_real_node() {
                 async move {
                     let now = now?;
                     for (role, sets) in &before {
-                        ensure!(now.get(role).is_some_and(|n| n.len() > sets.len()), "{role} did not roll");
+                        ensure!(
+                            now.get(role).is_some_and(|n| n.len() > sets.len()),
+                            "{role} did not roll"
+                        );
                     }
                     Ok(())
                 }
@@ -281,13 +389,21 @@ async fn the_users_story_on_a_real_node() {
     record(r);
 
     // 7. Deleting the PushCluster removes every pod and child.
-    k.run(&["delete", "pushcluster", NAME, "-n", APPS, "--wait=false"]).unwrap();
+    k.run(&["delete", "pushcluster", NAME, "-n", APPS, "--wait=false"])
+        .unwrap();
     eventually("every child of the PushCluster is gone", 120, || {
         let sel = format!("app.kubernetes.io/instance={NAME}");
-        let lists: Vec<_> = ["pods", "deployments", "replicasets", "services", "configmaps", "pdb"]
-            .iter()
-            .map(|kind| (*kind, items(&k, &["get", kind, "-n", APPS, "-l", &sel])))
-            .collect();
+        let lists: Vec<_> = [
+            "pods",
+            "deployments",
+            "replicasets",
+            "services",
+            "configmaps",
+            "pdb",
+        ]
+        .iter()
+        .map(|kind| (*kind, items(&k, &["get", kind, "-n", APPS, "-l", &sel])))
+        .collect();
         async move {
             for (kind, list) in lists {
                 let n = list?.len();
@@ -320,7 +436,10 @@ fn busiest(fleet: &Fleet, k: &Kubectl) -> anyhow::Result<String> {
     let pods = push_pods(k)?;
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for (_, _, node) in fleet.connections() {
-        if let Some(p) = pods.iter().find(|p| node.starts_with(&format!("{}:", p.ip))) {
+        if let Some(p) = pods
+            .iter()
+            .find(|p| node.starts_with(&format!("{}:", p.ip)))
+        {
             *count.entry(p.name.clone()).or_default() += 1;
         }
     }
@@ -334,14 +453,27 @@ fn busiest(fleet: &Fleet, k: &Kubectl) -> anyhow::Result<String> {
 /// Names of each role's ReplicaSets.
 fn replica_sets(k: &Kubectl) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for rs in items(k, &["get", "replicasets", "-n", APPS, "-l", &format!("app.kubernetes.io/instance={NAME}")])? {
+    for rs in items(
+        k,
+        &[
+            "get",
+            "replicasets",
+            "-n",
+            APPS,
+            "-l",
+            &format!("app.kubernetes.io/instance={NAME}"),
+        ],
+    )? {
         let role = rs["metadata"]["labels"]["app.kubernetes.io/component"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        out.entry(role)
-            .or_default()
-            .push(rs["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+        out.entry(role).or_default().push(
+            rs["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     Ok(out)
 }

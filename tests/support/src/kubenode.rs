@@ -31,8 +31,8 @@ pub mod image;
 mod sandbox;
 
 use config::Layout;
-use sandbox::Sandbox;
 pub use sandbox::Footprint;
+use sandbox::Sandbox;
 
 /// The node's name in the API.
 pub const NODE_NAME: &str = "pushcluster-node";
@@ -67,7 +67,12 @@ struct Tools {
 
 impl Tools {
     fn find() -> Option<Tools> {
-        for t in ["openssl", "iptables", "conntrack", "containerd-shim-runc-v2"] {
+        for t in [
+            "openssl",
+            "iptables",
+            "conntrack",
+            "containerd-shim-runc-v2",
+        ] {
             require(t)?;
         }
         let cni = crate::tools_dir().join("cni");
@@ -126,7 +131,10 @@ impl Node {
         let sandbox = Sandbox::create(&tools.pause).expect("the node's namespaces");
         let mut node = Node::new(tools, sandbox).expect("the node's files");
         if let Err(e) = node.boot().await {
-            panic!("the Kubernetes node did not start: {e:#}\n{}", node.log_tails(20));
+            panic!(
+                "the Kubernetes node did not start: {e:#}\n{}",
+                node.log_tails(20)
+            );
         }
         eprintln!(
             "Kubernetes node {} up in {:.1} s: API {} (run directory {})",
@@ -165,7 +173,14 @@ impl Node {
             runc: tools.runc.clone(),
             pause_image: pause_image.clone(),
         };
-        for d in ["pki", "cni/net.d", "cni/ipam", "containerd", "volume-plugins", "images"] {
+        for d in [
+            "pki",
+            "cni/net.d",
+            "cni/ipam",
+            "containerd",
+            "volume-plugins",
+            "images",
+        ] {
             std::fs::create_dir_all(layout.path(d))?;
         }
         sandbox.sh(&layout.network_script())?;
@@ -187,12 +202,18 @@ impl Node {
             &[format!("IP:{GATEWAY}"), format!("DNS:{NODE_NAME}")],
         );
         pki.client("admin", "/O=system:masters/CN=admin");
-        pki.client("node", &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"));
+        pki.client(
+            "node",
+            &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"),
+        );
         pki.service_account_keys();
         let kubeconfig = pki.kubeconfig("admin.kubeconfig", &server, "admin");
         pki.kubeconfig("node.kubeconfig", &server, "node");
         std::fs::write(layout.path("resolv.conf"), "")?;
-        std::fs::write(layout.path("containerd/config.toml"), layout.containerd_toml())?;
+        std::fs::write(
+            layout.path("containerd/config.toml"),
+            layout.containerd_toml(),
+        )?;
         std::fs::write(
             layout.path("cni/net.d/10-pushcluster.conflist"),
             layout.cni_conflist(),
@@ -281,9 +302,15 @@ impl Node {
                 "--enable-admission-plugins=NodeRestriction",
             ])
             .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
-            .arg(format!("--kubelet-client-certificate={}", p("pki/admin.crt")))
+            .arg(format!(
+                "--kubelet-client-certificate={}",
+                p("pki/admin.crt")
+            ))
             .arg(format!("--kubelet-client-key={}", p("pki/admin.key")))
-            .arg(format!("--kubelet-certificate-authority={}", p("pki/ca.crt")))
+            .arg(format!(
+                "--kubelet-certificate-authority={}",
+                p("pki/ca.crt")
+            ))
             .arg("--kubelet-preferred-address-types=InternalIP")
             .arg("--profiling=false");
         let mut kcm = self.command(&self.tools.controller_manager);
@@ -292,7 +319,11 @@ impl Node {
         let mut scheduler = self.command(&self.tools.scheduler);
         scheduler
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .args(["--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=10259"]);
+            .args([
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=10259",
+            ]);
         let mut kubelet = self.command(&self.tools.kubelet);
         kubelet
             .arg(format!("--config={}", p("kubelet.yaml")))

@@ -34,9 +34,14 @@ async fn pods_run_services_resolve_and_a_panic_leaves_nothing() {
             return;
         };
         let footprint = node.footprint();
-        assert!(footprint.remaining().len() >= 3, "{:?}", footprint.remaining());
+        assert!(
+            footprint.remaining().len() >= 3,
+            "{:?}",
+            footprint.remaining()
+        );
         let k = node.kubectl();
-        k.apply(&PAUSE_PODS.replace("IMAGE", &node.pause_image)).unwrap();
+        k.apply(&PAUSE_PODS.replace("IMAGE", &node.pause_image))
+            .unwrap();
         k.run(&["rollout", "status", "deployment/sleepers", "--timeout=120s"])
             .unwrap();
         let pods = k.json(&["get", "pods", "-l", "app=sleepers"]).unwrap();

@@ -14,7 +14,10 @@ use super::setup::{APPS, NAME, PushPod};
 /// The gRPC port of the push pods and the headless Service's name, from the operator's own
 /// objects (so the check follows the operator when those change).
 pub fn push_addressing(k: &Kubectl) -> anyhow::Result<(u16, String)> {
-    let d = json(k, &["get", "deployment", &format!("{NAME}-push"), "-n", APPS])?;
+    let d = json(
+        k,
+        &["get", "deployment", &format!("{NAME}-push"), "-n", APPS],
+    )?;
     let port = d["spec"]["template"]["spec"]["containers"][0]["ports"]
         .as_array()
         .into_iter()
@@ -22,7 +25,10 @@ pub fn push_addressing(k: &Kubectl) -> anyhow::Result<(u16, String)> {
         .find(|p| p["name"] == "grpc")
         .and_then(|p| p["containerPort"].as_u64())
         .context("push container has no grpc port")?;
-    let cm = json(k, &["get", "configmap", &format!("{NAME}-pushd"), "-n", APPS])?;
+    let cm = json(
+        k,
+        &["get", "configmap", &format!("{NAME}-pushd"), "-n", APPS],
+    )?;
     let service = cm["data"]["PUSHD_PUSH_SERVICE"]
         .as_str()
         .context("ConfigMap has no PUSHD_PUSH_SERVICE")?
@@ -56,7 +62,10 @@ pub async fn routes_carry_pod_ips(
             .query_async(&mut conn)
             .await?;
         for m in &members {
-            ensure!(ids.contains(m), "route of {user} names {m}, not a push pod ({ids:?})");
+            ensure!(
+                ids.contains(m),
+                "route of {user} names {m}, not a push pod ({ids:?})"
+            );
         }
         entries.insert(user.clone(), members);
     }
@@ -80,7 +89,11 @@ pub fn headless_name(ip: &str, service: &str) -> String {
 
 /// CoreDNS answers each ready push pod's headless name with its IP, and NXDOMAIN for names
 /// outside the cluster.
-pub async fn dns_serves_push_pods(node: &Node, pods: &[PushPod], service: &str) -> anyhow::Result<()> {
+pub async fn dns_serves_push_pods(
+    node: &Node,
+    pods: &[PushPod],
+    service: &str,
+) -> anyhow::Result<()> {
     for p in pods {
         let name = headless_name(&p.ip, service);
         let (rcode, ips) = query_a(node.dns, &name).await?;
@@ -91,7 +104,10 @@ pub async fn dns_serves_push_pods(node: &Node, pods: &[PushPod], service: &str) 
     }
     for outside in ["example.com", "github.com"] {
         let (rcode, ips) = query_a(node.dns, outside).await?;
-        ensure!(rcode == 3 && ips.is_empty(), "{outside}: rcode {rcode}, {ips:?}");
+        ensure!(
+            rcode == 3 && ips.is_empty(),
+            "{outside}: rcode {rcode}, {ips:?}"
+        );
     }
     Ok(())
 }

@@ -67,17 +67,29 @@ pub async fn pods_ready(k: &Kubectl, ns: &str, selector: &str, secs: u64) {
             ensure!(!pods.is_empty(), "no pods yet");
             for p in &pods {
                 let name = p["metadata"]["name"].as_str().unwrap_or_default();
-                for c in p["status"]["containerStatuses"].as_array().into_iter().flatten() {
+                for c in p["status"]["containerStatuses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     let waiting = c["state"]["waiting"]["reason"].as_str().unwrap_or_default();
                     if c["restartCount"].as_u64().unwrap_or(0) > 0
-                        || ["CrashLoopBackOff", "ErrImageNeverPull", "CreateContainerError", "CreateContainerConfigError"]
-                            .contains(&waiting)
+                        || [
+                            "CrashLoopBackOff",
+                            "ErrImageNeverPull",
+                            "CreateContainerError",
+                            "CreateContainerConfigError",
+                        ]
+                        .contains(&waiting)
                     {
                         let logs = k
                             .run(&["logs", "-n", ns, name, "--previous", "--tail=60"])
                             .or_else(|_| k.run(&["logs", "-n", ns, name, "--tail=60"]))
                             .unwrap_or_else(|e| e.to_string());
-                        panic!("pod {ns}/{name} does not start ({waiting}): {}\nlogs:\n{logs}", c["state"]);
+                        panic!(
+                            "pod {ns}/{name} does not start ({waiting}): {}\nlogs:\n{logs}",
+                            c["state"]
+                        );
                     }
                 }
                 ensure!(ready(p), "{name} not Ready");
@@ -108,18 +120,30 @@ pub async fn operator_leader(k: &Kubectl) -> (Vec<String>, String) {
         async move {
             let pods = pods?;
             for p in &pods {
-                ensure!(p["spec"]["serviceAccountName"] == sa.as_str(), "pod SA: {}", p["spec"]);
+                ensure!(
+                    p["spec"]["serviceAccountName"] == sa.as_str(),
+                    "pod SA: {}",
+                    p["spec"]
+                );
                 ensure!(ready(p), "{} not ready", p["metadata"]["name"]);
             }
             let names: Vec<String> = pods
                 .iter()
-                .map(|p| p["metadata"]["name"].as_str().unwrap_or_default().to_owned())
+                .map(|p| {
+                    p["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
                 .collect();
             let holder = holder?["spec"]["holderIdentity"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            ensure!(names.contains(&holder), "Lease holder {holder:?} is none of {names:?}");
+            ensure!(
+                names.contains(&holder),
+                "Lease holder {holder:?} is none of {names:?}"
+            );
             *found.lock().expect("result") = Some((names, holder));
             Ok(())
         }
@@ -162,9 +186,26 @@ pub async fn cluster_settled(k: &Kubectl, secs: u64) {
         let pc = json(k, &["get", "pushcluster", NAME, "-n", APPS]);
         let deployments = items(
             k,
-            &["get", "deployments", "-n", APPS, "-l", &format!("app.kubernetes.io/instance={NAME}")],
+            &[
+                "get",
+                "deployments",
+                "-n",
+                APPS,
+                "-l",
+                &format!("app.kubernetes.io/instance={NAME}"),
+            ],
         );
-        let pods = items(k, &["get", "pods", "-n", APPS, "-l", &format!("app.kubernetes.io/instance={NAME}")]);
+        let pods = items(
+            k,
+            &[
+                "get",
+                "pods",
+                "-n",
+                APPS,
+                "-l",
+                &format!("app.kubernetes.io/instance={NAME}"),
+            ],
+        );
         async move {
             let pc = pc?;
             let ready = pc["status"]["conditions"]
@@ -236,7 +277,10 @@ pub fn push_pods(k: &Kubectl) -> anyhow::Result<Vec<PushPod>> {
         .iter()
         .filter(|p| ready(p))
         .map(|p| PushPod {
-            name: p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+            name: p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             ip: p["status"]["podIP"].as_str().unwrap_or_default().to_owned(),
             container: p["status"]["containerStatuses"][0]["containerID"]
                 .as_str()

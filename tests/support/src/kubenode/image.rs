@@ -62,7 +62,12 @@ impl Image {
         let mut image = self.copy(src, dest)?;
         for lib in shared_libraries(src)? {
             let dest = lib.display().to_string();
-            if !image.root.path().join(dest.trim_start_matches('/')).exists() {
+            if !image
+                .root
+                .path()
+                .join(dest.trim_start_matches('/'))
+                .exists()
+            {
                 image = image.copy(&lib, &dest)?;
             }
         }
@@ -132,7 +137,13 @@ impl Image {
         // One uncompressed layer, reproducible: sorted, owned by root, mtime 0.
         let layer_file = layout.path().join("layer.tar");
         run(Command::new("tar")
-            .args(["--create", "--sort=name", "--owner=0", "--group=0", "--numeric-owner"])
+            .args([
+                "--create",
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+            ])
             .args(["--mtime=@0", "--file"])
             .arg(&layer_file)
             .arg("-C")
@@ -248,8 +259,15 @@ mod tests {
     #[test]
     fn a_dynamic_binary_brings_its_loader_and_libc() {
         let libs = shared_libraries(Path::new("/bin/sh")).unwrap();
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("libc.so")), "{libs:?}");
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "{libs:?}");
+        assert!(
+            libs.iter().any(|l| l.to_string_lossy().contains("libc.so")),
+            "{libs:?}"
+        );
+        assert!(
+            libs.iter()
+                .any(|l| l.to_string_lossy().contains("ld-linux")),
+            "{libs:?}"
+        );
     }
 
     #[test]
@@ -270,13 +288,26 @@ mod tests {
             assert!(list.lines().any(|l| l == f), "{f} missing: {list}");
         }
         let x = tempfile::tempdir().unwrap();
-        run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(x.path())).unwrap();
+        run(Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(x.path()))
+        .unwrap();
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(x.path().join("index.json")).unwrap()).unwrap();
         let m = &index["manifests"][0];
-        assert_eq!(m["annotations"]["io.containerd.image.name"], "pushcluster.test/unit:1");
+        assert_eq!(
+            m["annotations"]["io.containerd.image.name"],
+            "pushcluster.test/unit:1"
+        );
         let blob = |d: &serde_json::Value| {
-            let d = d.as_str().unwrap().strip_prefix("sha256:").unwrap().to_owned();
+            let d = d
+                .as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap()
+                .to_owned();
             let bytes = std::fs::read(x.path().join("blobs/sha256").join(&d)).unwrap();
             assert_eq!(hex(&Sha256::digest(&bytes)), d, "blob digest");
             bytes

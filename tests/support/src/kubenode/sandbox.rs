@@ -202,9 +202,16 @@ mkdir -p /run/netns /run/lock /var/lib/kubelet /var/log/pods /var/log/containers
             node_ip: Ipv4Addr::from(net + 2),
         };
         let node_if = format!("pcn{}n", self.id);
-        run(Command::new("ip").args(["link", "add", &link.host_if, "type", "veth", "peer", "name"])
+        run(Command::new("ip")
+            .args(["link", "add", &link.host_if, "type", "veth", "peer", "name"])
             .args([&node_if, "netns", &self.pid.to_string()]))?;
-        run(Command::new("ip").args(["addr", "add", &format!("{}/30", link.host_ip), "dev", &link.host_if]))?;
+        run(Command::new("ip").args([
+            "addr",
+            "add",
+            &format!("{}/30", link.host_ip),
+            "dev",
+            &link.host_if,
+        ]))?;
         run(Command::new("ip").args(["link", "set", &link.host_if, "up"]))?;
         self.sh(&format!(
             "ip addr add {}/30 dev {node_if}\nip link set {node_if} up",
@@ -304,10 +311,12 @@ fn wait_for_child(unshare: u32, pause: &Path) -> anyhow::Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let pause = std::fs::canonicalize(pause)?;
     loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
-                .unwrap_or_default();
-        if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse().ok())
+        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
             && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == pause)
         {
             return Ok(pid);
@@ -326,7 +335,9 @@ fn namespace_in_use(ns: &Path) -> bool {
         return false;
     };
     procs.flatten().any(|p| {
-        p.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        p.file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
             && std::fs::read_link(p.path().join("ns/mnt")).is_ok_and(|l| l == ns)
     })
 }
@@ -351,7 +362,9 @@ fn make_cgroups(root: &str) -> anyhow::Result<Vec<PathBuf>> {
         let dir = mount.join(root.trim_start_matches('/'));
         if let Err(e) = std::fs::create_dir(&dir) {
             // v1 hierarchies without controllers (e.g. name=systemd) may be read-only.
-            if mount.join("cgroup.procs").exists() && e.kind() != std::io::ErrorKind::PermissionDenied {
+            if mount.join("cgroup.procs").exists()
+                && e.kind() != std::io::ErrorKind::PermissionDenied
+            {
                 remove_cgroups(&made);
                 anyhow::bail!("creating cgroup {}: {e}", dir.display());
             }
@@ -387,7 +400,10 @@ fn remove_cgroups(roots: &[PathBuf]) {
             let deadline = Instant::now() + Duration::from_secs(10);
             while std::fs::remove_dir(&d).is_err() && d.exists() && Instant::now() < deadline {
                 let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-                for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                for pid in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
                     // SAFETY: kill only sends a signal.
                     unsafe {
                         libc::kill(pid, libc::SIGKILL);
@@ -426,7 +442,10 @@ fn remove_stale_runs() {
                 .collect();
             remove_cgroups(&roots);
         }
-        eprintln!("pushcluster node: removing {} left by an earlier run", dir.display());
+        eprintln!(
+            "pushcluster node: removing {} left by an earlier run",
+            dir.display()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -439,7 +458,11 @@ fn host_networks() -> anyhow::Result<Vec<(u32, u32)>> {
     let words = addrs
         .lines()
         .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
-        .chain(routes.lines().filter_map(|l| l.split_whitespace().find(|w| w.contains('.'))));
+        .chain(
+            routes
+                .lines()
+                .filter_map(|l| l.split_whitespace().find(|w| w.contains('.'))),
+        );
     for w in words {
         let (ip, len) = w.split_once('/').unwrap_or((w, "32"));
         if let (Ok(ip), Ok(len)) = (ip.parse::<Ipv4Addr>(), len.parse::<u32>()) {
