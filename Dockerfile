@@ -32,6 +32,6 @@ RUN apt-get update \
 COPY --from=build /out/pushd /out/pushcluster-operator /usr/local/bin/
 # Numeric, so runAsNonRoot can verify it.
 USER 65532:65532
-EXPOSE 8080 7001
+EXPOSE 8080 7001 9080
 ENTRYPOINT ["pushd"]
 CMD ["--help"]

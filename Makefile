@@ -2,6 +2,7 @@
 
 CARGO      ?= cargo
 LISTEN     ?= 127.0.0.1:8080
+ADMIN_LISTEN ?= 127.0.0.1:9090
 DATA_DIR   ?= ./data
 # Development-only secrets for `make run`; set your own in production.
 DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
@@ -18,11 +19,12 @@ run: build
 	echo "  WebSocket URL:          ws://$(LISTEN)/ws?token=$$token" && \
 	echo "  demo page:              http://$(LISTEN)/#token=$$token" && \
 	echo "                          (dev mode: the page holds the API key and can send; loopback only)" && \
+	echo "  metrics:                http://$(ADMIN_LISTEN)/metrics" && \
 	echo "  send a message:" && \
 	echo "    curl -sS -X POST http://$(LISTEN)/v1/messages -H 'Authorization: Bearer $(DEV_API_KEY)' -H 'Content-Type: application/json' -d '{\"to\":[\"demo\"],\"payload\":{\"hello\":\"world\"}}'" && \
 	echo "" && \
 	PUSHD_JWT_SECRET='$(DEV_JWT_SECRET)' PUSHD_API_KEY='$(DEV_API_KEY)' \
-	exec $(PUSHD) standalone --listen $(LISTEN) --data-dir $(DATA_DIR) --dev-api-key-in-page
+	exec $(PUSHD) standalone --listen $(LISTEN) --admin-listen $(ADMIN_LISTEN) --data-dir $(DATA_DIR) --dev-api-key-in-page
 
 build:
 	$(CARGO) build -p pushd

@@ -2,7 +2,7 @@
 //! the push node does; and as the id and payload of frames the server sends, decoded as a
 //! client does.
 //!
-//! Properties: a decoded `ack` re-encodes to the same frame; `message`, `welcome` and `error`
+//! Properties: a decoded `ack` (by `seq` or by `id`) re-encodes to the same frame; `message`, `welcome` and `error`
 //! frames built from any id, seq and JSON payload decode back to what went in, and are never
 //! taken for a client frame.
 #![no_main]
@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use pushcluster_proto::api::check_payload;
 use pushcluster_proto::frame::{
-    ClientFrame, MessageFrame, Welcome, decode_client, decode_message, encode_error,
+    AckTarget, ClientFrame, MessageFrame, Welcome, decode_client, decode_message, encode_error,
     encode_message, encode_welcome,
 };
 use serde_json::Value;
@@ -21,9 +21,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match decode_client(text) {
-        Ok(ClientFrame::Ack { id }) => {
-            let again = serde_json::json!({"type": "ack", "id": id}).to_string();
-            assert_eq!(decode_client(&again), Ok(ClientFrame::Ack { id }));
+        Ok(ClientFrame::Ack(target)) => {
+            let again = match &target {
+                AckTarget::Seq(seq) => serde_json::json!({"type": "ack", "seq": seq}),
+                AckTarget::Id(id) => serde_json::json!({"type": "ack", "id": id}),
+            };
+            assert_eq!(
+                decode_client(&again.to_string()),
+                Ok(ClientFrame::Ack(target))
+            );
         }
         Ok(ClientFrame::Ping) => {}
         Err(e) => assert!(!e.0.is_empty()),

@@ -33,18 +33,22 @@ fn limits(selector: u8) -> Limits {
             max_recipients: 2,
             default_ttl_secs: 30,
             max_ttl_secs: 60,
+            ..Limits::default()
         },
         2 => Limits {
             max_payload_bytes: 1,
             max_recipients: 1,
             default_ttl_secs: 1,
             max_ttl_secs: 1,
+            max_batch: 1,
+            max_batch_bytes: 64,
         },
         _ => Limits {
             max_payload_bytes: 256,
             max_recipients: 8,
             default_ttl_secs: 3600,
             max_ttl_secs: u64::MAX,
+            ..Limits::default()
         },
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! - [`config_map`]: settings shared by every role (`PUSHD_…` env vars).
 //! - [`deployment`]: one Deployment per [`Role`].
-//! - [`service`]: client, headless (push node addressing) and per-role Services.
+//! - [`service`]: client, headless (push node addressing), per-role and metrics Services.
 //! - [`pdb`]: the push PodDisruptionBudget.
+//! - [`network_policy`]: one NetworkPolicy per role: who may reach which port.
+//! - [`internal_token`]: the generated internal-token Secret (created once, never changed).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,8 @@ use crate::crd::PushCluster;
 
 pub mod config_map;
 pub mod deployment;
+pub mod internal_token;
+pub mod network_policy;
 pub mod pdb;
 pub mod service;
 
@@ -42,13 +46,12 @@ impl Role {
         }
     }
 
-    /// Port of /healthz, /readyz, /metrics (and of clients for push and collect).
-    pub fn http_port(self, pc: &PushCluster) -> i32 {
+    /// Port of the role's public surface: client WebSockets (push), the HTTP API (collect).
+    pub fn http_port(self, pc: &PushCluster) -> Option<i32> {
         match self {
-            Role::Push => pc.spec.push.client_port,
-            Role::Dispatch => 8082,
-            Role::Collect => pc.spec.collect.port,
-            Role::Auth => 8083,
+            Role::Push => Some(pc.spec.push.client_port),
+            Role::Collect => Some(pc.spec.collect.port),
+            Role::Dispatch | Role::Auth => None,
         }
     }
 
@@ -78,6 +81,11 @@ impl Role {
     }
 }
 
+/// Name of the headless Service over every pod's metrics port (for a ServiceMonitor).
+pub fn metrics_service_name(pc: &PushCluster) -> String {
+    format!("{}-metrics", pc.name_any())
+}
+
 /// Name of the headless Service that gives each ready push pod a DNS name.
 pub fn push_headless_name(pc: &PushCluster) -> String {
     format!("{}-push-headless", pc.name_any())
@@ -92,6 +100,14 @@ pub fn labels(pc: &PushCluster) -> BTreeMap<String, String> {
             "app.kubernetes.io/managed-by".into(),
             "pushcluster-operator".into(),
         ),
+    ])
+}
+
+/// The labels that select every pod of `pc`, whatever its role.
+pub fn instance_selector(pc: &PushCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "pushcluster".into()),
+        ("app.kubernetes.io/instance".into(), pc.name_any()),
     ])
 }
 

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 
 mod apns;
 mod roles;
+mod security;
 mod status;
 
 pub use apns::{ApnsEnvironment, ApnsProxy, ApnsSpec};
-pub use roles::{AuthSpec, CollectSpec, DispatchSpec, PushSpec, ServiceType};
+pub use roles::{ADMIN_PORT, AuthSpec, CollectSpec, DispatchSpec, PushSpec, ServiceType};
+pub use security::{NetworkPoliciesSpec, SecuritySpec, TlsSpec};
 pub use status::{PushClusterStatus, RoleStatus};
 
 /// API group of every pushcluster resource.
@@ -79,6 +81,9 @@ pub struct PushClusterSpec {
     /// Apple Push Notification service, for offline iOS devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apns: Option<ApnsSpec>,
+    /// The internal token, mutual TLS and NetworkPolicies between the roles.
+    #[serde(default)]
+    pub security: SecuritySpec,
 }
 
 fn default_cluster_domain() -> String {

@@ -16,6 +16,19 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to delete {kind} {name}: {source}")]
+    Delete {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to create Secret {name}: {source}")]
+    CreateSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to update the status of PushCluster {name}: {source}")]
     Status {
         name: String,
@@ -50,6 +63,8 @@ impl Error {
         match self {
             Error::Apply { .. } => "apply",
             Error::ReadSecret { .. } => "read_secret",
+            Error::CreateSecret { .. } => "create_secret",
+            Error::Delete { .. } => "delete",
             Error::Status { .. } => "status",
             Error::NoNamespace => "no_namespace",
             Error::Lease { .. } => "lease",

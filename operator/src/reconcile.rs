@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -114,16 +115,21 @@ async fn reconcile_inner(pc: &PushCluster, ctx: &Context) -> Result<Action> {
     }
     let ns = pc.namespace().ok_or(Error::NoNamespace)?;
     let client = &ctx.client;
-    let missing = secrets::missing(
-        &Api::<Secret>::namespaced(client.clone(), &ns),
-        &secrets::needed(pc),
-    )
-    .await?;
+    let secret_api = Api::<Secret>::namespaced(client.clone(), &ns);
+    let mut missing = secrets::missing(&secret_api, &secrets::needed(pc)).await?;
+    missing.extend(secrets::ensure_internal_token(&secret_api, pc).await?);
 
     // Children are applied even while a Secret is missing: their pods wait for it.
     apply(client, &ns, &children::config_map::build(pc)).await?;
     for svc in children::service::build_all(pc) {
         apply::<Service>(client, &ns, &svc).await?;
+    }
+    if pc.spec.security.network_policies.enabled {
+        for np in children::network_policy::build_all(pc) {
+            apply::<NetworkPolicy>(client, &ns, &np).await?;
+        }
+    } else {
+        remove_network_policies(client, &ns, pc).await?;
     }
     let mut deployments = Vec::new();
     for role in Role::ALL {
@@ -145,6 +151,34 @@ async fn reconcile_inner(pc: &PushCluster, ctx: &Context) -> Result<Action> {
         tracing::warn!(missing = %missing.join("; "), "referenced Secrets missing");
         Ok(Action::requeue(SECRET_RECHECK))
     }
+}
+
+/// Turned off: deletes the NetworkPolicies this PushCluster owns (only those).
+async fn remove_network_policies(client: &Client, ns: &str, pc: &PushCluster) -> Result<()> {
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    let uid = pc.uid();
+    for role in Role::ALL {
+        let name = role.name(pc);
+        let failed = |source| Error::Delete {
+            kind: "NetworkPolicy",
+            name: name.clone(),
+            source,
+        };
+        let Some(np) = api.get_opt(&name).await.map_err(failed)? else {
+            continue;
+        };
+        if np
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == uid.as_ref())
+        {
+            api.delete(&name, &Default::default())
+                .await
+                .map_err(failed)?;
+            tracing::info!(networkpolicy = %name, "deleted: NetworkPolicies are turned off");
+        }
+    }
+    Ok(())
 }
 
 async fn write_status(client: &Client, pc: &PushCluster, status: &PushClusterStatus) -> Result<()> {
@@ -293,6 +327,7 @@ pub async fn run(
     .owns(api::<Deployment>(&client, namespace), owned.clone())
     .owns(api::<Service>(&client, namespace), owned.clone())
     .owns(api::<ConfigMap>(&client, namespace), owned.clone())
+    .owns(api::<NetworkPolicy>(&client, namespace), owned.clone())
     .owns(api::<PodDisruptionBudget>(&client, namespace), owned)
     .graceful_shutdown_on(stop)
     .run(reconcile, error_policy, ctx)

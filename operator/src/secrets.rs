@@ -1,9 +1,12 @@
 //! The Secrets a PushCluster references: a missing one (or a missing key) is reported in the
-//! `Degraded` condition by name, not retried as an error.
+//! `Degraded` condition by name, not retried as an error. The generated internal token is
+//! created here when absent ([`ensure_internal_token`]).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::PostParams;
 
+use crate::children::internal_token;
 use crate::crd::{PushCluster, SecretKeyRef};
 use crate::error::{Error, Result};
 
@@ -37,6 +40,18 @@ pub fn needed(pc: &PushCluster) -> Vec<Needed> {
     }
     if let Some(j) = &s.auth.jwks_secret_ref {
         v.push(r("spec.auth.jwksSecretRef", j));
+    }
+    if let Some(t) = &s.security.internal_token_secret_ref {
+        v.push(r("spec.security.internalTokenSecretRef", t));
+    }
+    if let Some(tls) = &s.security.tls {
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            v.push(Needed {
+                field: "spec.security.tls.secretName",
+                name: tls.secret_name.clone(),
+                key: key.into(),
+            });
+        }
     }
     if let Some(apns) = s.apns.as_ref().filter(|a| a.enabled) {
         if let Some(k) = &apns.key_secret_ref {
@@ -94,4 +109,43 @@ pub async fn missing(api: &Api<Secret>, needed: &[Needed]) -> Result<Vec<String>
 fn has_key(s: &Secret, key: &str) -> bool {
     s.data.as_ref().is_some_and(|d| d.contains_key(key))
         || s.string_data.as_ref().is_some_and(|d| d.contains_key(key))
+}
+
+/// Creates the generated internal-token Secret if it does not exist (never touches an existing
+/// one). Returns what is wrong with an existing one that lacks the key, if anything.
+pub async fn ensure_internal_token(api: &Api<Secret>, pc: &PushCluster) -> Result<Option<String>> {
+    if !internal_token::generated(pc) {
+        return Ok(None);
+    }
+    let name = internal_token::name(pc);
+    let read = |source| Error::ReadSecret {
+        name: name.clone(),
+        source,
+    };
+    let existing = match api.get_opt(&name).await.map_err(read)? {
+        Some(s) => s,
+        None => {
+            let secret = internal_token::build(pc, internal_token::random_token());
+            match api.create(&PostParams::default(), &secret).await {
+                Ok(_) => {
+                    tracing::info!(secret = %name, "created the internal token Secret");
+                    return Ok(None);
+                }
+                // Created meanwhile (by another reconcile): use that one.
+                Err(kube::Error::Api(e)) if e.code == 409 => api.get(&name).await.map_err(read)?,
+                Err(source) => {
+                    return Err(Error::CreateSecret {
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    };
+    Ok((!has_key(&existing, internal_token::KEY)).then(|| {
+        format!(
+            "Secret {name} (the generated internal token) has no key {}: delete it to have a new one generated",
+            internal_token::KEY
+        )
+    }))
 }

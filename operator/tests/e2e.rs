@@ -104,17 +104,83 @@ async fn operator_on_a_real_control_plane() {
             "demo-dispatch",
             "demo-collect",
             "demo-auth",
+            "demo-metrics",
         ] {
             json(&k, &["get", "service", s, "-n", APPS])?;
         }
+        for np in ["demo-push", "demo-dispatch", "demo-collect", "demo-auth"] {
+            json(&k, &["get", "networkpolicy", np, "-n", APPS])?;
+        }
         json(&k, &["get", "configmap", "demo-pushd", "-n", APPS])?;
         json(&k, &["get", "pdb", "demo-push", "-n", APPS])?;
+        json(&k, &["get", "secret", "demo-internal-token", "-n", APPS])?;
         Ok(())
     })
     .await;
     phase(
         start,
-        "example applied: 4 Deployments, 5 Services, ConfigMap, PDB created",
+        "example applied: 4 Deployments, 6 Services, 4 NetworkPolicies, ConfigMap, PDB, internal token Secret",
+    );
+
+    // The generated internal token: random, owned by the PushCluster, mounted into every role.
+    let token = json(&k, &["get", "secret", "demo-internal-token", "-n", APPS]).unwrap();
+    assert_eq!(token["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
+    let encoded = token["data"]["token"].as_str().unwrap();
+    assert_eq!(encoded.len(), 88, "64 hex characters, base64: {encoded}");
+    for d in ["demo-push", "demo-dispatch", "demo-collect", "demo-auth"] {
+        let d = json(&k, &["get", "deployment", d, "-n", APPS]).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let vols = pod["volumes"].as_array().unwrap();
+        assert!(
+            vols.iter()
+                .any(|v| v["secret"]["secretName"] == "demo-internal-token"),
+            "{pod}"
+        );
+        let c = &pod["containers"][0];
+        let metrics = c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "metrics")
+            .cloned()
+            .unwrap();
+        assert_eq!(metrics["containerPort"], 9090);
+        assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics");
+    }
+    // NetworkPolicies: each internal gRPC port only from the role that calls it.
+    for (role, port, caller) in [
+        ("push", 7001, "dispatch"),
+        ("dispatch", 7002, "collect"),
+        ("auth", 7003, "push"),
+    ] {
+        let np = json(
+            &k,
+            &["get", "networkpolicy", &format!("demo-{role}"), "-n", APPS],
+        )
+        .unwrap();
+        let rules = np["spec"]["ingress"].as_array().unwrap();
+        let grpc = rules
+            .iter()
+            .find(|r| r["ports"][0]["port"] == port)
+            .unwrap_or_else(|| panic!("{np}"));
+        assert_eq!(grpc["ports"].as_array().unwrap().len(), 1, "{np}");
+        assert_eq!(
+            grpc["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], caller,
+            "{np}"
+        );
+        assert!(
+            rules.iter().all(|r| r["from"].is_array()
+                || r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["port"] != port)),
+            "{role}: gRPC open to anyone: {np}"
+        );
+    }
+    phase(
+        start,
+        "internal token Secret, metrics ports and NetworkPolicies checked",
     );
 
     // Their specs and owner references.
@@ -136,6 +202,7 @@ async fn operator_on_a_real_control_plane() {
         "status.podIP"
     );
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics");
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     let with_fields = json(
         &k,
@@ -222,6 +289,9 @@ async fn operator_on_a_real_control_plane() {
             ("configmap", "demo-pushd"),
             ("service", "demo-push"),
             ("service", "demo-push-headless"),
+            ("networkpolicy", "demo-push"),
+            // Never rewritten: the token does not change under running pods.
+            ("secret", "demo-internal-token"),
         ] {
             v.push(
                 json(k, &["get", kind, name, "-n", APPS])?["metadata"]["resourceVersion"]
@@ -356,7 +426,7 @@ async fn operator_on_a_real_control_plane() {
     // Invalid specs are rejected by the API server with messages that say what to fix.
     let base = std::fs::read_to_string(&example).unwrap();
     let base = base.split("---\n").nth(1).unwrap().to_owned();
-    let invalid: [(&str, &str, &str); 6] = [
+    let invalid: [(&str, &str, &str); 9] = [
         (
             "    replicas: 3\n",
             "    replicas: -1\n",
@@ -387,6 +457,21 @@ async fn operator_on_a_real_control_plane() {
             "  name: a-name-that-is-far-too-long-for-its-children-x\n",
             "metadata.name must be at most 40 characters",
         ),
+        (
+            "    drainSeconds: 20\n",
+            "    drainSeconds: 20\n    clientPort: 9090\n",
+            "push.clientPort and push.grpcPort must not be 9090",
+        ),
+        (
+            "  mongo:\n",
+            "  security:\n    tls: {secretName: Not_A_Name}\n  mongo:\n",
+            "security.tls.secretName must be a Secret name",
+        ),
+        (
+            "  mongo:\n",
+            "  security:\n    networkPolicies: {enabled: false, metricsFrom: [{podSelector: {}}]}\n  mongo:\n",
+            "security.networkPolicies.metricsFrom has no effect unless enabled is true",
+        ),
     ];
     for (from, to, message) in invalid {
         assert!(base.contains(from), "example lacks {from:?}");
@@ -399,7 +484,7 @@ async fn operator_on_a_real_control_plane() {
         let err = format!("{err:#}");
         assert!(err.contains(message), "expected {message:?} in: {err}");
     }
-    phase(start, "6 invalid specs rejected with their messages");
+    phase(start, "9 invalid specs rejected with their messages");
 
     // A referenced Secret that is missing: Degraded naming it, no crash; recovers once created.
     let nosecret = base
@@ -514,6 +599,8 @@ async fn operator_on_a_real_control_plane() {
             "configmaps",
             "pdb",
             "replicasets",
+            "networkpolicies",
+            "secrets",
         ] {
             let l = json(&k, &["get", kind, "-n", APPS, "-l", sel])?;
             let n = l["items"].as_array().unwrap().len();

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use pushcluster_proto::grpc::auth_client::AuthClient;
 use pushcluster_proto::grpc::auth_server::Auth;
 use pushcluster_proto::grpc::{VerifyRequest, VerifyResponse};
-use tonic::transport::Channel;
+use pushcluster_server::grpc::{InternalChannel, InternalClient};
+use tonic::transport::Endpoint;
 use tonic::{Code, Request, Response, Status};
 
 use crate::cache::{CachePolicy, VerdictCache};
@@ -59,20 +60,30 @@ impl Auth for AuthService {
 /// hash of the token ([`CachePolicy::REMOTE`]): a valid one until the token expires (at most
 /// a minute), an invalid one for a few seconds — a flood of one bad token costs one round trip.
 pub struct RemoteVerifier {
-    client: AuthClient<Channel>,
+    client: AuthClient<InternalChannel>,
     timeout: Duration,
     cache: VerdictCache,
 }
 
 impl RemoteVerifier {
-    /// `addr` like `http://auth:7003`; connects lazily.
-    pub fn new(addr: &str, timeout: Duration) -> Result<Self, AuthError> {
-        let endpoint = Channel::from_shared(addr.to_owned())
-            .map_err(|e| AuthError::Unavailable(format!("bad auth address {addr}: {e}")))?
+    /// `addr` like `http://auth:7003`, over the internal channel (internal token on every
+    /// call, mutual TLS when configured); connects lazily, reconnects by itself.
+    pub fn new(
+        internal: &InternalClient,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<Self, AuthError> {
+        let bad = |e: String| AuthError::Unavailable(format!("bad auth address {addr}: {e}"));
+        let endpoint = Endpoint::from_shared(addr.to_owned())
+            .map_err(|e| bad(e.to_string()))?
             .connect_timeout(timeout)
             .timeout(timeout);
         Ok(RemoteVerifier {
-            client: AuthClient::new(endpoint.connect_lazy()),
+            client: AuthClient::new(
+                internal
+                    .connect_lazy(endpoint, None)
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
             timeout,
             cache: VerdictCache::new(CachePolicy::REMOTE),
         })

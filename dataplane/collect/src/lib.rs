@@ -1,19 +1,36 @@
 //! Collect: the API business systems send messages to.
 //!
-//! `POST /v1/messages` validates, stores durably (only then `202 {"id"}`), and hands the stored
-//! message to dispatch. `GET /v1/messages/{id}` reports each recipient's state (and each
-//! mobile notification's). `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`])
-//! keep users' mobile devices. All need `Authorization: Bearer <api key>`. [`routes`]: the
-//! table of these routes, and `/openapi.yaml` (`docs/openapi.yaml`) that describes them.
+//! [`Collect::router`] is the API surface, built from the route table [`routes::ROUTES`];
+//! every route but the spec is behind the API keys (`Authorization: Bearer <key>`, checked
+//! before any body is read):
+//! - `POST /v1/messages` validates, stores durably — one write of the messages, their
+//!   recipients' seqs and the outbox mark — and only then answers `202 {"id"}`; the accepted
+//!   batch is handed to dispatch without waiting. A JSON array body is a batch: up to
+//!   `--max-batch` messages in one write, `200 {"results": [...]}` with one result per message;
+//! - `GET /v1/messages/{id}` reports each recipient's state (and each mobile notification's);
+//! - `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`]) keep users' mobile
+//!   devices;
+//! - `GET /openapi.yaml` (`docs/openapi.yaml`) describes them.
+//!
+//! [`SubmitService`] is the same submit over gRPC (its server checks the same keys).
+//! A new route is one line in [`routes::ROUTES`] and one arm in [`Collect::router`].
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, StatusCode, header};
-use hyper::body::Incoming;
-use pushcluster_dispatch::service::Handoff;
-use pushcluster_proto::api::{Accepted, Invalid, Limits, NewMessage, parse_submit};
-use pushcluster_server::{Resp, respond};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::routing::{MethodFilter, on};
+use http::StatusCode;
+use pushcluster_dispatch::Handoff;
+use pushcluster_proto::api::devices::MAX_DEVICE_BODY_BYTES;
+use pushcluster_proto::api::{
+    Accepted, BatchAccepted, BatchResult, Invalid, Limits, NewMessage, is_batch, parse_batch,
+    parse_submit,
+};
+use pushcluster_server::http::auth::require_api_key;
+use pushcluster_server::{Resp, Secrets, respond};
 use pushcluster_store::{MessageStore, Submitted};
 use pushcluster_telemetry::Metrics;
 
@@ -26,111 +43,149 @@ use routes::Op;
 pub struct Collect {
     pub store: Arc<dyn MessageStore>,
     pub handoff: Arc<dyn Handoff>,
-    pub api_key: String,
+    /// The API keys callers may present (HTTP and gRPC).
+    pub api_keys: Arc<Secrets>,
     pub limits: Limits,
     pub metrics: Metrics,
 }
 
 impl Collect {
-    /// Handles the API's [`routes::ROUTES`]: `/v1/messages[/{id}]`, `/v1/devices[/{token}]` and
-    /// `/openapi.yaml`; `None` for paths it does not own.
-    pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
-        let path = req.uri().path().to_owned();
-        let (route, param) = match routes::find(req.method().as_str(), &path) {
-            routes::Found::Route(route, param) => (route, param.unwrap_or_default().to_owned()),
-            routes::Found::WrongMethod(allow) => return Some(method_not_allowed(&allow)),
-            routes::Found::NotOurs => return None,
-        };
-        if route.needs_api_key() && !self.authorized(req.headers()) {
-            let mut resp = respond::error(
-                StatusCode::UNAUTHORIZED,
-                "missing or invalid API key: send Authorization: Bearer <PUSHD_API_KEY>",
-                None,
-            );
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Some(resp);
-        }
-        Some(match route.op {
-            Op::Submit => self.submit(req).await,
-            Op::Status => self.status(&param).await,
-            Op::RegisterDevice => self.put_device(req).await,
-            Op::DeleteDevice => self.delete_device(&param).await,
-            Op::OpenApi => respond::text(
-                StatusCode::OK,
-                routes::OPENAPI_YAML,
-                "application/yaml; charset=utf-8",
-            ),
-        })
-    }
-
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let Some(given) = respond::bearer(headers) else {
-            return false;
-        };
-        // Constant-time comparison.
-        let (a, b) = (given.as_bytes(), self.api_key.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-
-    async fn submit(&self, req: Request<Incoming>) -> Resp {
-        let body = match pushcluster_server::respond::read_body(
-            req.into_body(),
-            self.limits.max_body_bytes(),
-        )
-        .await
-        {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        };
-        let msg = match parse_submit(&body, &self.limits) {
-            Ok(m) => m,
-            Err(invalid) => {
-                let status =
-                    StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
-                return respond::error(status, invalid.message, invalid.field);
-            }
-        };
-        match self.accept(msg).await {
-            Ok(accepted) => respond::json(StatusCode::ACCEPTED, &accepted),
-            Err(()) => {
-                let mut resp = respond::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "message store unavailable; nothing was accepted, retry later",
-                    None,
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                resp
+    /// The API surface (see the crate docs): one route per entry of [`routes::ROUTES`].
+    pub fn router(self: &Arc<Self>) -> Router {
+        let mut keyed = Router::new();
+        let mut open = Router::new();
+        for r in routes::ROUTES {
+            let method = MethodFilter::try_from(
+                http::Method::from_bytes(r.method.as_bytes()).expect("a method"),
+            )
+            .expect("a method axum routes");
+            let handler = match r.op {
+                Op::Submit => {
+                    on(method, submit).layer(DefaultBodyLimit::max(self.limits.max_request_bytes()))
+                }
+                Op::Status => on(method, status),
+                Op::RegisterDevice => on(method, devices::put_device)
+                    .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY_BYTES)),
+                Op::DeleteDevice => on(method, devices::delete_device),
+                Op::OpenApi => on(method, openapi),
+            };
+            if r.needs_api_key() {
+                keyed = keyed.route(r.path, handler);
+            } else {
+                open = open.route(r.path, handler);
             }
         }
+        keyed
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.api_keys.clone(),
+                require_api_key,
+            ))
+            .merge(open)
+            .with_state(self.clone())
     }
 
-    /// Stores a validated message, then hands it to dispatch. `Err` means nothing was stored.
-    pub async fn accept(&self, msg: NewMessage) -> Result<Accepted, ()> {
+    async fn submit_batch(&self, body: &[u8]) -> Resp {
+        let parsed = match parse_batch(body, &self.limits) {
+            Ok(p) => p,
+            Err(invalid) => return invalid_response(invalid),
+        };
+        let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(parsed.len());
+        let mut valid = Vec::new();
+        for p in parsed {
+            match p {
+                Ok(m) => {
+                    valid.push(m);
+                    results.push(None);
+                }
+                Err(invalid) => results.push(Some(BatchResult {
+                    status: invalid.status,
+                    id: None,
+                    duplicate: false,
+                    error: Some(invalid.message),
+                    field: invalid.field.map(str::to_owned),
+                })),
+            }
+        }
+        let mut accepted = self.accept(valid).await.into_iter();
+        let results = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| match accepted.next() {
+                    Some(Ok(a)) => BatchResult {
+                        status: 202,
+                        id: Some(a.id),
+                        duplicate: a.duplicate,
+                        error: None,
+                        field: None,
+                    },
+                    other => BatchResult {
+                        status: 503,
+                        id: None,
+                        duplicate: false,
+                        error: Some(other.and_then(Result::err).unwrap_or_default()),
+                        field: None,
+                    },
+                })
+            })
+            .collect();
+        respond::json(StatusCode::OK, &BatchAccepted { results })
+    }
+
+    /// Stores validated messages in one durable write, then hands the batch to dispatch
+    /// (without waiting). One result per message: `Err` names why it was not accepted.
+    pub async fn accept(&self, msgs: Vec<NewMessage>) -> Vec<Result<Accepted, String>> {
+        if msgs.is_empty() {
+            return Vec::new();
+        }
+        let n = msgs.len();
         let start = std::time::Instant::now();
-        let submitted = self.store.submit(msg).await;
+        let submitted = self.store.submit(msgs).await;
         self.metrics.observe_stage("store", start);
-        let submitted = match submitted {
-            Ok(s) => s,
+        let accepted = match submitted {
+            Ok(a) => a,
             Err(e) => {
                 self.metrics.store_error(e.metric_label());
-                tracing::error!(error = %e, "failed to store message");
-                return Err(());
+                tracing::error!(error = %e, "failed to store messages");
+                let reason = "message store unavailable; nothing was accepted, retry later";
+                return vec![Err(reason.to_owned()); n];
             }
         };
-        let accepted = Accepted {
-            id: submitted.id().to_owned(),
-            duplicate: matches!(submitted, Submitted::Duplicate { .. }),
-        };
-        if let Submitted::New(stored) = submitted {
-            self.metrics.messages_accepted.inc();
-            let start = std::time::Instant::now();
-            let report = self.handoff.handoff(&stored).await;
-            self.metrics.observe_stage("handoff", start);
-            tracing::debug!(id = %stored.id, ?report, "dispatched");
+        let new = accepted
+            .results
+            .iter()
+            .filter(|r| matches!(r, Ok(Submitted::New(_))))
+            .count();
+        self.metrics.messages_accepted.inc_by(new as u64);
+        match accepted.batch.try_now() {
+            Ok(Some(batch)) => self.handoff.accepted(batch),
+            Ok(None) => {}
+            // Handed over once the store completed it (its rows written).
+            Err(later) => {
+                let handoff = self.handoff.clone();
+                tokio::spawn(async move {
+                    if let Some(batch) = later.wait().await {
+                        handoff.accepted(batch);
+                    }
+                });
+            }
         }
-        Ok(accepted)
+        accepted
+            .results
+            .into_iter()
+            .map(|r| match r {
+                Ok(s) => Ok(Accepted {
+                    id: s.id().to_owned(),
+                    duplicate: matches!(s, Submitted::Duplicate { .. }),
+                }),
+                Err(e) => {
+                    self.metrics.store_error(e.metric_label());
+                    tracing::warn!(error = %e, "a message was not accepted");
+                    Err(format!(
+                        "message store unavailable; this message was not accepted, retry later ({e})"
+                    ))
+                }
+            })
+            .collect()
     }
 
     /// Validates a gRPC `Submit` exactly like an HTTP body.
@@ -168,21 +223,57 @@ impl Collect {
         }
         parse_submit(body.to_string().as_bytes(), &self.limits)
     }
+}
 
-    async fn status(&self, id: &str) -> Resp {
-        match self.store.status(id).await {
-            Ok(Some(status)) => respond::json(StatusCode::OK, &status),
-            Ok(None) => respond::error(
-                StatusCode::NOT_FOUND,
-                format!("no message with id {id}"),
-                Some("id"),
-            ),
-            Err(e) => {
-                self.metrics.store_error(e.metric_label());
-                respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-            }
+async fn submit(State(collect): State<Arc<Collect>>, body: Bytes) -> Resp {
+    if is_batch(&body) {
+        return collect.submit_batch(&body).await;
+    }
+    let limit = collect.limits.max_body_bytes();
+    if body.len() > limit {
+        return respond::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {limit} bytes"),
+            None,
+        );
+    }
+    let msg = match parse_submit(&body, &collect.limits) {
+        Ok(m) => m,
+        Err(invalid) => return invalid_response(invalid),
+    };
+    match collect.accept(vec![msg]).await.remove(0) {
+        Ok(accepted) => respond::json(StatusCode::ACCEPTED, &accepted),
+        Err(reason) => respond::retry_later(StatusCode::SERVICE_UNAVAILABLE, reason, 1),
+    }
+}
+
+async fn openapi() -> Resp {
+    respond::text(
+        StatusCode::OK,
+        routes::OPENAPI_YAML,
+        "application/yaml; charset=utf-8",
+    )
+}
+
+async fn status(State(collect): State<Arc<Collect>>, Path(id): Path<String>) -> Resp {
+    match collect.store.status(&id).await {
+        Ok(Some(status)) => respond::json(StatusCode::OK, &status),
+        Ok(None) => respond::error(
+            StatusCode::NOT_FOUND,
+            format!("no message with id {id}"),
+            Some("id"),
+        ),
+        Err(e) => {
+            collect.metrics.store_error(e.metric_label());
+            respond::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
         }
     }
+}
+
+/// A body that failed validation, as its JSON error.
+fn invalid_response(invalid: Invalid) -> Resp {
+    let status = StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
+    respond::error(status, invalid.message, invalid.field)
 }
 
 /// The collect role's gRPC `Submit`, for high-volume producers (same validation as HTTP).
@@ -203,9 +294,12 @@ impl pushcluster_proto::grpc::collect_server::Collect for SubmitService {
                 413 => tonic::Status::resource_exhausted(e.message),
                 _ => tonic::Status::invalid_argument(e.message),
             })?;
-        let accepted = self.collect.accept(msg).await.map_err(|()| {
-            tonic::Status::unavailable("message store unavailable; nothing was accepted")
-        })?;
+        let accepted = self
+            .collect
+            .accept(vec![msg])
+            .await
+            .remove(0)
+            .map_err(tonic::Status::unavailable)?;
         Ok(tonic::Response::new(
             pushcluster_proto::grpc::SubmitResponse {
                 id: accepted.id,
@@ -213,16 +307,54 @@ impl pushcluster_proto::grpc::collect_server::Collect for SubmitService {
             },
         ))
     }
-}
 
-fn method_not_allowed(allow: &str) -> Resp {
-    let mut resp = respond::error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed; use {allow}"),
-        None,
-    );
-    if let Ok(v) = HeaderValue::from_str(allow) {
-        resp.headers_mut().insert(header::ALLOW, v);
+    /// Many messages in one stream, stored in as few writes as the store combines them into;
+    /// one result per message, in order. More than `--max-batch` messages: refused whole.
+    async fn submit_many(
+        &self,
+        req: tonic::Request<tonic::Streaming<pushcluster_proto::grpc::SubmitRequest>>,
+    ) -> Result<tonic::Response<pushcluster_proto::grpc::SubmitManyResponse>, tonic::Status> {
+        use pushcluster_proto::grpc::{SubmitError, SubmitResponse, SubmitResult, submit_result};
+        let mut stream = req.into_inner();
+        let mut checked = Vec::new();
+        while let Some(r) = stream.message().await? {
+            if checked.len() >= self.collect.limits.max_batch {
+                return Err(tonic::Status::resource_exhausted(format!(
+                    "at most {} messages per SubmitMany",
+                    self.collect.limits.max_batch
+                )));
+            }
+            checked.push(self.collect.validate_submit(&r));
+        }
+        let valid: Vec<NewMessage> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        let mut accepted = self.collect.accept(valid).await.into_iter();
+        let error = |status: u16, message: String, field: Option<&str>| SubmitResult {
+            result: Some(submit_result::Result::Error(SubmitError {
+                status: u32::from(status),
+                message,
+                field: field.unwrap_or_default().to_owned(),
+            })),
+        };
+        let results = checked
+            .into_iter()
+            .map(|c| match c {
+                Err(invalid) => error(invalid.status, invalid.message, invalid.field),
+                Ok(_) => match accepted.next() {
+                    Some(Ok(a)) => SubmitResult {
+                        result: Some(submit_result::Result::Accepted(SubmitResponse {
+                            id: a.id,
+                            duplicate: a.duplicate,
+                        })),
+                    },
+                    other => error(503, other.and_then(Result::err).unwrap_or_default(), None),
+                },
+            })
+            .collect();
+        Ok(tonic::Response::new(
+            pushcluster_proto::grpc::SubmitManyResponse { results },
+        ))
     }
-    resp
 }

@@ -10,6 +10,10 @@ use clap::{Args, ValueEnum};
 use pushcluster_proto::api::Limits;
 use pushcluster_telemetry::LogFormat;
 
+mod edge;
+
+pub use edge::{ApiKeyArgs, HttpArgs, InternalArgs};
+
 /// Exit code for invalid configuration (sysexits EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
 
@@ -57,6 +61,13 @@ pub struct LimitsArgs {
     /// Largest accepted `ttl_secs`.
     #[arg(long, env = "PUSHD_MAX_TTL_SECS", default_value_t = 30 * 86_400)]
     pub max_ttl_secs: u64,
+    /// Most messages in one batch request (a JSON array on `POST /v1/messages`, or one
+    /// gRPC `SubmitMany`).
+    #[arg(long, env = "PUSHD_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Largest batch request body, in bytes.
+    #[arg(long, env = "PUSHD_MAX_BATCH_BYTES", default_value_t = 16 << 20)]
+    pub max_batch_bytes: usize,
 }
 
 impl LimitsArgs {
@@ -71,11 +82,18 @@ impl LimitsArgs {
                 "--default-ttl-secs must be between 1 and --max-ttl-secs".into(),
             ));
         }
+        if self.max_batch == 0 || self.max_batch_bytes == 0 {
+            return Err(ConfigError(
+                "--max-batch and --max-batch-bytes must be positive".into(),
+            ));
+        }
         Ok(Limits {
             max_payload_bytes: self.max_payload_bytes,
             max_recipients: self.max_recipients,
             default_ttl_secs: self.default_ttl_secs,
             max_ttl_secs: self.max_ttl_secs,
+            max_batch: self.max_batch,
+            max_batch_bytes: self.max_batch_bytes,
         })
     }
 }
@@ -99,6 +117,27 @@ pub struct ConnArgs {
     /// Read buffer per connection, in bytes (memory per idle connection grows with it).
     #[arg(long, env = "PUSHD_WS_READ_BUFFER", default_value_t = 1024)]
     pub ws_read_buffer: usize,
+    /// Bytes of messages queued per connection (besides --send-queue): a client that falls
+    /// further behind is closed (1013) and resumes on reconnect, so a slow client cannot pin
+    /// more than this. One message larger than the bound is still delivered alone.
+    #[arg(long, env = "PUSHD_SEND_QUEUE_BYTES", default_value_t = 1 << 20)]
+    pub send_queue_bytes: usize,
+    /// Connections one user may hold on this node; past it a new one is refused with 429
+    /// before the upgrade (0: no limit).
+    #[arg(long, env = "PUSHD_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub max_connections_per_user: u32,
+    /// Connections this node holds at most; past it new ones are refused with 503 and
+    /// Retry-After before the upgrade (0: no limit).
+    #[arg(long, env = "PUSHD_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// WebSocket connects per second per source IP (IPv6: per /64), a token bucket; past it
+    /// 429 with Retry-After (0: no limit). Behind a proxy or SNAT every client shares one IP:
+    /// raise it or turn it off there.
+    #[arg(long, env = "PUSHD_CONNECT_RATE_PER_IP", default_value_t = 20.0)]
+    pub connect_rate_per_ip: f64,
+    /// Connects a source IP may make in a burst (the bucket's size).
+    #[arg(long, env = "PUSHD_CONNECT_BURST_PER_IP", default_value_t = 100)]
+    pub connect_burst_per_ip: u32,
 }
 
 impl ConnArgs {
@@ -114,6 +153,19 @@ impl ConnArgs {
         if self.ws_read_buffer < 128 {
             return Err(ConfigError("--ws-read-buffer must be at least 128".into()));
         }
+        if self.send_queue_bytes == 0 {
+            return Err(ConfigError("--send-queue-bytes must be positive".into()));
+        }
+        if !self.connect_rate_per_ip.is_finite() || self.connect_rate_per_ip < 0.0 {
+            return Err(ConfigError(
+                "--connect-rate-per-ip must be a non-negative number".into(),
+            ));
+        }
+        if self.connect_rate_per_ip > 0.0 && self.connect_burst_per_ip == 0 {
+            return Err(ConfigError(
+                "--connect-burst-per-ip must be positive when --connect-rate-per-ip is set".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -125,9 +177,8 @@ pub struct SecretArgs {
     /// --jwt-jwks-file is given).
     #[arg(long, env = "PUSHD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// Key business systems send as `Authorization: Bearer <key>` to the HTTP API.
-    #[arg(long, env = "PUSHD_API_KEY", hide_env_values = true)]
-    pub api_key: String,
+    #[command(flatten)]
+    pub api_keys: ApiKeyArgs,
 }
 
 impl SecretArgs {
@@ -135,11 +186,6 @@ impl SecretArgs {
         if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError(
                 "PUSHD_JWT_SECRET must be at least 16 bytes".into(),
-            ));
-        }
-        if self.api_key.len() < 16 {
-            return Err(ConfigError(
-                "PUSHD_API_KEY must be at least 16 bytes".into(),
             ));
         }
         Ok(())
@@ -200,6 +246,23 @@ pub struct ShutdownArgs {
     pub grace_period: Duration,
 }
 
+/// The outbox: how long accepted batches and claimed batches are leased.
+#[derive(Debug, Clone, Args)]
+pub struct OutboxArgs {
+    /// How long a just-accepted batch stays leased to the dispatch it is handed to; a
+    /// hand-off that is lost (the accepting node died, the wake-up failed) is dispatched by
+    /// any worker once this runs out.
+    #[arg(long, env = "PUSHD_HANDOFF_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handoff_lease: Duration,
+    /// How long a batch claimed by a dispatch worker stays its own (a worker that dies
+    /// leaves its batches to others after this).
+    #[arg(long, env = "PUSHD_OUTBOX_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub outbox_lease: Duration,
+    /// How often a dispatch worker looks for batches whose lease ran out.
+    #[arg(long, env = "PUSHD_CLAIM_EVERY", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub claim_every: Duration,
+}
+
 /// The route table in Redis (push and dispatch).
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
@@ -211,11 +274,13 @@ pub struct RedisArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
-    /// Use Redis Cluster (keys carry hash tags, one slot per user).
+    /// Use Redis Cluster (user keys are spread over 256 hash-tag buckets, so a batch of users
+    /// is at most 256 pipelines).
     #[arg(long, env = "PUSHD_REDIS_CLUSTER", default_value_t = false)]
     pub redis_cluster: bool,
-    /// Lifetime of a route entry; push nodes renew theirs every third of it.
-    #[arg(long, env = "PUSHD_ROUTE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lifetime of a push node's liveness key; the node renews it every third of it. Route
+    /// entries of a node whose liveness ran out are ignored (and cleaned) by readers.
+    #[arg(long, env = "PUSHD_ROUTE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub route_ttl: Duration,
 }
 

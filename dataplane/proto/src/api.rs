@@ -29,6 +29,10 @@ pub struct Limits {
     pub max_recipients: usize,
     pub default_ttl_secs: u64,
     pub max_ttl_secs: u64,
+    /// Most messages in one batch request.
+    pub max_batch: usize,
+    /// Largest batch request body, in bytes.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -38,14 +42,21 @@ impl Default for Limits {
             max_recipients: 10_000,
             default_ttl_secs: 24 * 3600,
             max_ttl_secs: 30 * 24 * 3600,
+            max_batch: 1000,
+            max_batch_bytes: 16 << 20,
         }
     }
 }
 
 impl Limits {
-    /// The largest request body worth reading: anything above is 413 without parsing.
+    /// The largest single-message body worth reading: anything above is 413 without parsing.
     pub fn max_body_bytes(&self) -> usize {
         self.max_payload_bytes + self.max_recipients * (MAX_USER_ID_BYTES + 4) + 8 * 1024
+    }
+
+    /// The largest body of either form (a batch may be larger than one message).
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_body_bytes().max(self.max_batch_bytes)
     }
 }
 
@@ -136,8 +147,46 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
 
 /// Parses and validates a `POST /v1/messages` body.
 pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<NewMessage, Invalid> {
-    let raw: RawSubmit = parse_body(body)?;
+    validate_submit(parse_body(body)?, limits)
+}
 
+/// Whether a `POST /v1/messages` body is a batch (a JSON array of messages).
+pub fn is_batch(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+}
+
+/// Parses a batch body: a JSON array of 1..=`limits.max_batch` messages, each validated on
+/// its own (one bad message does not refuse the others).
+pub fn parse_batch(
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Result<NewMessage, Invalid>>, Invalid> {
+    let items: Vec<Box<RawValue>> = parse_body(body)?;
+    if items.is_empty() {
+        return Err(Invalid {
+            status: 400,
+            field: None,
+            message: "a batch must hold at least one message".into(),
+        });
+    }
+    if items.len() > limits.max_batch {
+        return Err(Invalid {
+            status: 413,
+            field: None,
+            message: format!(
+                "the batch has {} messages; the limit is {}",
+                items.len(),
+                limits.max_batch
+            ),
+        });
+    }
+    Ok(items
+        .iter()
+        .map(|raw| parse_submit(raw.get().as_bytes(), limits))
+        .collect())
+}
+
+fn validate_submit(raw: RawSubmit, limits: &Limits) -> Result<NewMessage, Invalid> {
     let to = match raw.to {
         None | Some(Value::Null) => return Err(Invalid::bad("to", "`to` is required")),
         Some(Value::Array(items)) => items,
@@ -283,6 +332,27 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// One message's outcome in a batch response: `status` as a single request would get it
+/// (202, or the 4xx/5xx with `error`/`field`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchResult {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Body of the answer to a batch `POST /v1/messages`: one result per message, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchAccepted {
+    pub results: Vec<BatchResult>,
+}
+
 /// Delivery state of one recipient of a message.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -312,6 +382,20 @@ impl RecipientState {
             self.advance(RecipientState::Expired)
         } else {
             self
+        }
+    }
+
+    /// A recipient's state derived from its seq, the user's watermarks (acked through,
+    /// delivered through) and the message's expiry: nothing is stored per recipient.
+    pub fn derive(seq: u64, acked: u64, delivered: u64, expires_at_ms: u64, now_ms: u64) -> Self {
+        if seq <= acked {
+            RecipientState::Acked
+        } else if expires_at_ms <= now_ms {
+            RecipientState::Expired
+        } else if seq <= delivered {
+            RecipientState::Delivered
+        } else {
+            RecipientState::Pending
         }
     }
 

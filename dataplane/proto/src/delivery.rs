@@ -1,20 +1,4 @@
-//! What travels from dispatch to a push node: one message for one user.
-
-use std::sync::Arc;
-
-use serde_json::value::RawValue;
-
-/// A message addressed to one user, with that user's sequence number.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub user: String,
-    pub id: String,
-    pub seq: u64,
-    pub payload: Arc<RawValue>,
-    /// When the message was accepted (unix ms), for the delivery-latency histogram.
-    pub created_at_ms: u64,
-    pub expires_at_ms: u64,
-}
+//! Identities and time shared by dispatch and push nodes.
 
 /// Identity of a push node: its pod IP (or any host) and gRPC port, e.g. `10.0.0.7:7001`.
 /// Standalone mode uses a single local node.

@@ -4,6 +4,7 @@
 //! - [`close`]: the WebSocket close codes the server uses and what a client should do.
 //! - [`api`]: request and response bodies of the collect HTTP API, with validation that names
 //!   the offending field.
+//! - [`payload`]: a message's JSON payload, validated once and shared.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -11,3 +12,4 @@ pub mod close;
 pub mod delivery;
 pub mod frame;
 pub mod grpc;
+pub mod payload;

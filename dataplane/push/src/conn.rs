@@ -1,22 +1,28 @@
 //! One client connection: replay, live deliveries in seq order, acks, heartbeats, close.
+//!
+//! Writes are batched: a burst of queued deliveries is written frame after frame into the
+//! socket's buffer and flushed once. Acks are cumulative, so a connection keeps at most one
+//! ack write in flight and folds the acks that arrive meanwhile into the next one;
+//! deliveries are marked once per burst (the highest seq written).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
+use futures_util::future::{BoxFuture, OptionFuture};
 use futures_util::{SinkExt, StreamExt};
 use pushcluster_proto::close;
 use pushcluster_proto::delivery::now_ms;
-use pushcluster_proto::frame::{self, ClientFrame, Welcome};
+use pushcluster_proto::frame::{self, AckTarget, ClientFrame, FrameTemplate, Welcome};
 use pushcluster_store::{AckOutcome, Result as StoreResult};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::PushService;
 use crate::hub::Outbound;
@@ -42,7 +48,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     svc.metrics.connections.inc();
-    let reg = match svc.hub.register(&user, svc.config.send_queue).await {
+    let queue = (svc.config.send_queue, svc.config.send_queue_bytes);
+    let reg = match svc.hub.register(&user, queue.0, queue.1).await {
         Ok(reg) => reg,
         Err(e) => {
             tracing::warn!(%user, error = %e, "cannot route connection");
@@ -54,7 +61,7 @@ where
         }
     };
     let mut conn = Conn::new(ws, user.clone(), last_seq, svc.clone());
-    let end = match conn.run(reg.rx).await {
+    let end = match conn.run(reg.rx, &reg.queued).await {
         Ok(never) => match never {},
         Err(end) => end,
     };
@@ -67,28 +74,37 @@ where
 
 enum Never {}
 
-/// Acks recorded concurrently per connection before it stops reading frames.
-const MAX_ACKS_IN_FLIGHT: usize = 64;
+/// Queued deliveries written before one flush.
+const BURST: usize = 64;
+/// Message ids remembered per connection, for acks that name an id instead of a seq.
+const SENT_IDS: usize = 1024;
+
+type AckWrite = BoxFuture<'static, (u64, StoreResult<AckOutcome>)>;
 
 struct Conn<S> {
     ws: WebSocketStream<S>,
     user: String,
-    /// Highest seq this client has been sent (or told us it has seen). Every pending message
-    /// at or below it has been sent on this connection.
+    /// Highest seq this client has been sent (or told us it has seen). Every message of the
+    /// user at or below it has been sent on this connection, or is a gap below.
     high: u64,
     /// Seqs at or below `high` that were never sent here (they were not visible when `high`
-    /// moved past them). With MongoDB a concurrent submit can make a seq visible late; it is
-    /// still delivered when it arrives. Bounded: the oldest are forgotten (they stay pending
-    /// and are replayed on the next connect).
-    gaps: std::collections::VecDeque<u64>,
+    /// moved past them). A submit on another collect node can make a seq visible late; it is
+    /// still delivered when it arrives. Bounded: the oldest are forgotten (they stay in the
+    /// store and are replayed on the next connect).
+    gaps: VecDeque<u64>,
     /// Whether this device has a position in the user's stream: from then on catch-ups read
     /// the backlog (acked by another device or not), not only unacked messages. False only
     /// for a device that connected without `last_seq`, until its first replay.
     positioned: bool,
-    /// Acks being recorded. They run beside the delivery loop, so a slow store write never
-    /// holds up the next message; past [`MAX_ACKS_IN_FLIGHT`] the loop stops reading frames
-    /// until one finishes (backpressure on a client that acks faster than the store writes).
-    acks: FuturesUnordered<BoxFuture<'static, (String, StoreResult<AckOutcome>)>>,
+    /// (seq, id) of recently sent messages, newest last.
+    sent: VecDeque<(u64, Arc<str>)>,
+    /// The highest seq the client acked; what `ack_in_flight` writes, or the next write.
+    ack_wanted: u64,
+    /// The highest seq whose ack is written (or being written).
+    ack_sent: u64,
+    ack_in_flight: Option<AckWrite>,
+    /// The highest seq marked delivered in the store.
+    marked: u64,
     last_seen: Instant,
     svc: Arc<PushService>,
 }
@@ -101,20 +117,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             high: last_seq,
             gaps: Default::default(),
             positioned: last_seq > 0,
-            acks: FuturesUnordered::new(),
+            sent: VecDeque::with_capacity(16),
+            ack_wanted: 0,
+            ack_sent: 0,
+            ack_in_flight: None,
+            marked: last_seq,
             last_seen: Instant::now(),
             svc,
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Arc<Outbound>>) -> Result<Never, End> {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Arc<Outbound>>,
+        queued: &AtomicUsize,
+    ) -> Result<Never, End> {
         let welcome = frame::encode_welcome(&Welcome {
             user: self.user.clone(),
             node: self.svc.hub.node().to_string(),
             ping_interval_secs: self.svc.config.ping_interval.as_secs(),
         });
-        self.send(Message::text(welcome)).await?;
-        self.catch_up(None).await?;
+        self.feed(Message::text(welcome)).await?;
+        self.catch_up().await?;
+        self.flush().await?;
 
         let period = self.svc.config.ping_interval;
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
@@ -122,7 +147,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             tokio::select! {
                 item = rx.recv() => match item {
-                    Some(out) => self.live(&out).await?,
+                    Some(out) => {
+                        queued.fetch_sub(out.bytes(), Ordering::AcqRel);
+                        self.live(&out).await?;
+                        let mut n = 1;
+                        while n < BURST {
+                            let Ok(more) = rx.try_recv() else { break };
+                            queued.fetch_sub(more.bytes(), Ordering::AcqRel);
+                            self.live(&more).await?;
+                            n += 1;
+                        }
+                        self.flush().await?;
+                    }
                     None if self.svc.hub.is_draining() => {
                         return Err(End::close(close::GOING_AWAY, close::REASON_GOING_AWAY));
                     }
@@ -130,10 +166,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         return Err(End::close(close::TRY_AGAIN_LATER, close::REASON_OVERFLOW));
                     }
                 },
-                Some((id, result)) = self.acks.next(), if !self.acks.is_empty() => {
-                    self.on_ack_result(id, result).await?;
+                Some((seq, result)) = OptionFuture::from(self.ack_in_flight.as_mut()),
+                    if self.ack_in_flight.is_some() =>
+                {
+                    self.ack_in_flight = None;
+                    self.on_ack_result(seq, result).await?;
+                    self.start_ack();
                 }
-                msg = self.ws.next(), if self.acks.len() < MAX_ACKS_IN_FLIGHT => match msg {
+                msg = self.ws.next() => match msg {
                     Some(Ok(msg)) => self.on_frame(msg).await?,
                     Some(Err(e)) => {
                         tracing::debug!(user = %self.user, error = %e, "read failed");
@@ -145,14 +185,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     if self.last_seen.elapsed() > self.svc.config.idle_timeout {
                         return Err(End::close(close::IDLE_TIMEOUT, close::REASON_IDLE));
                     }
-                    self.send(Message::Ping(Default::default())).await?;
+                    self.feed(Message::Ping(Default::default())).await?;
+                    self.flush().await?;
                 }
             }
         }
     }
 
-    /// Sends pending messages with `seq > high` (up to `until`, if given), in order.
-    async fn catch_up(&mut self, until: Option<u64>) -> Result<(), End> {
+    /// Sends the user's messages with `seq > high` from the store, in order (written, not
+    /// flushed).
+    async fn catch_up(&mut self) -> Result<(), End> {
         let page_size = self.svc.config.replay_page.max(1);
         loop {
             let store = &self.svc.store;
@@ -170,23 +212,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             })?;
             let full = page.items.len() >= page_size;
             for p in page.items {
-                if let Some(u) = until
-                    && p.seq > u
-                {
-                    self.advance_high(u, false);
-                    return Ok(());
-                }
-                let text = frame::encode_message(&p.id, p.seq, &p.payload);
-                self.deliver(&p.id, p.seq, p.created_at_ms, text.into())
-                    .await?;
+                let text = FrameTemplate::new(&p.id, &p.payload).render(p.seq);
+                self.deliver(
+                    Arc::from(p.id.as_str()),
+                    p.seq,
+                    p.created_at_ms,
+                    text.into(),
+                )
+                .await?;
             }
             if !full {
-                // Everything pending at or below the snapshot's high seq has been sent.
-                let bound = match until {
-                    Some(u) => u.min(page.high_seq),
-                    None => page.high_seq,
-                };
-                self.advance_high(bound, false);
+                // Everything at or below the page's bound has been sent (or is a gap).
+                self.advance_high(page.high_seq, false);
                 self.positioned = true;
                 return Ok(());
             }
@@ -195,48 +232,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     async fn live(&mut self, out: &Outbound) -> Result<(), End> {
         if out.resync {
-            return self.catch_up(None).await;
+            return self.catch_up().await;
         }
+        let Some(template) = &out.frame else {
+            return Ok(());
+        };
         if out.seq <= self.high {
             if let Some(i) = self.gaps.iter().position(|g| *g == out.seq) {
                 // A late arrival: never sent here, deliver it now.
                 self.gaps.remove(i);
+                let text = template.render(out.seq).into();
                 return self
-                    .deliver(&out.id, out.seq, out.created_at_ms, out.frame.clone())
+                    .deliver(out.id.clone(), out.seq, out.created_at_ms, text)
                     .await;
             }
             return Ok(()); // already sent by a replay
         }
-        if out.seq > self.high + 1 {
-            // Earlier messages may still be in flight to this queue, or were stored before
-            // this connection was routed: fill the gap from the store first.
-            self.catch_up(Some(out.seq - 1)).await?;
+        if out.seq == self.high + 1 {
+            let text = template.render(out.seq).into();
+            return self
+                .deliver(out.id.clone(), out.seq, out.created_at_ms, text)
+                .await;
         }
+        // Earlier messages are still in flight to this queue, or were stored before this
+        // connection was routed: read the store first. The store's copy of this one comes
+        // with them; a seq the store does not have is never trusted to move this
+        // connection's position.
+        self.catch_up().await?;
         if out.seq > self.high {
-            self.deliver(&out.id, out.seq, out.created_at_ms, out.frame.clone())
-                .await?;
+            self.svc.metrics.untrusted_deliveries.inc();
+            tracing::warn!(user = %self.user, seq = out.seq, high = self.high, "delivery not in the store; dropped");
         }
         Ok(())
     }
 
     async fn deliver(
         &mut self,
-        id: &str,
+        id: Arc<str>,
         seq: u64,
         created_at_ms: u64,
-        text: tokio_tungstenite::tungstenite::Utf8Bytes,
+        text: Utf8Bytes,
     ) -> Result<(), End> {
-        let start = std::time::Instant::now();
-        self.send(Message::Text(text)).await?;
-        self.svc.metrics.observe_stage("socket_write", start);
+        self.feed(Message::Text(text)).await?;
         self.advance_high(seq, true);
+        if self.sent.len() >= SENT_IDS {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((seq, id));
         let m = &self.svc.metrics;
         m.messages_delivered.inc();
         m.delivery_latency
             .observe(now_ms().saturating_sub(created_at_ms) as f64 / 1000.0);
-        if let Err(e) = self.svc.store.mark_delivered(id, &self.user).await {
-            m.store_error(e.metric_label());
-        }
         Ok(())
     }
 
@@ -260,11 +306,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.last_seen = Instant::now();
         match msg {
             Message::Text(text) => match frame::decode_client(&text) {
-                Ok(ClientFrame::Ack { id }) => {
-                    self.on_ack(id);
-                    Ok(())
+                Ok(ClientFrame::Ack(target)) => self.on_ack(target).await,
+                Ok(ClientFrame::Ping) => {
+                    self.feed(Message::text(r#"{"type":"pong"}"#)).await?;
+                    self.flush().await
                 }
-                Ok(ClientFrame::Ping) => self.send(Message::text(r#"{"type":"pong"}"#)).await,
                 Err(e) => Err(End::close(close::INVALID_FRAME, &truncate(&e.to_string()))),
             },
             Message::Binary(_) => Err(End::close(close::UNSUPPORTED_DATA, close::REASON_BINARY)),
@@ -273,32 +319,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Lets acks still being written finish (briefly), so a client that acked and left is
-    /// not sent those messages again.
-    async fn settle_acks(&mut self) {
-        let acks = &mut self.acks;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some((_, result)) = acks.next().await {
-                if let Ok(AckOutcome::Acked) = result {
-                    self.svc.metrics.messages_acked.inc();
+    /// A cumulative ack: never past what this connection has sent (a client cannot ack a
+    /// message it has not seen, and so swallow it).
+    async fn on_ack(&mut self, target: AckTarget) -> Result<(), End> {
+        let seq = match target {
+            AckTarget::Seq(seq) => seq.min(self.high),
+            AckTarget::Id(id) => match self.sent.iter().rev().find(|(_, i)| **i == *id) {
+                Some((seq, _)) => *seq,
+                None => {
+                    let text = frame::encode_error(
+                        "unknown_id",
+                        "no message with this id was sent on this connection; ack by seq",
+                        Some(&id),
+                    );
+                    self.feed(Message::text(text)).await?;
+                    return self.flush().await;
                 }
-            }
-        })
-        .await;
+            },
+        };
+        self.ack_wanted = self.ack_wanted.max(seq);
+        self.start_ack();
+        Ok(())
     }
 
-    /// Starts recording an ack; its result is handled by [`Conn::on_ack_result`].
-    fn on_ack(&mut self, id: String) {
+    /// Starts writing the highest wanted ack if none is being written.
+    fn start_ack(&mut self) {
+        if self.ack_in_flight.is_some() || self.ack_wanted <= self.ack_sent {
+            return;
+        }
+        let seq = self.ack_wanted;
+        self.ack_sent = seq;
         let (store, user) = (self.svc.store.clone(), self.user.clone());
-        self.acks.push(Box::pin(async move {
-            let result = store.ack(&user, &id).await;
-            (id, result)
+        self.ack_in_flight = Some(Box::pin(async move {
+            let r = store.ack(&user, seq).await;
+            (seq, r)
         }));
     }
 
     async fn on_ack_result(
         &mut self,
-        id: String,
+        seq: u64,
         result: StoreResult<AckOutcome>,
     ) -> Result<(), End> {
         match result {
@@ -307,35 +367,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(())
             }
             Ok(AckOutcome::AlreadyFinal) => Ok(()),
-            Ok(AckOutcome::Unknown) => {
-                let text =
-                    frame::encode_error("unknown_id", "no such message for this user", Some(&id));
-                self.send(Message::text(text)).await
-            }
             Err(e) => {
                 self.svc.metrics.store_error(e.metric_label());
+                // Not written: the next ack (or this one again) covers it.
+                self.ack_sent = self.ack_sent.min(seq.saturating_sub(1));
                 let text = frame::encode_error(
                     "unavailable",
-                    "ack not recorded, send it again",
-                    Some(&id),
+                    &format!("ack of seq {seq} not recorded, send it again"),
+                    None,
                 );
-                self.send(Message::text(text)).await
+                self.feed(Message::text(text)).await?;
+                self.flush().await
             }
         }
     }
 
-    async fn send(&mut self, msg: Message) -> Result<(), End> {
-        match tokio::time::timeout(self.svc.config.write_timeout, self.ws.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::debug!(user = %self.user, error = %e, "write failed");
-                Err(End::ClientGone)
+    /// Lets the ack being written (and one more for what came after it) finish, briefly, so
+    /// a client that acked and left is not sent those messages again.
+    async fn settle_acks(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            for _ in 0..2 {
+                if let Some(f) = self.ack_in_flight.take()
+                    && let (_, Ok(AckOutcome::Acked)) = f.await
+                {
+                    self.svc.metrics.messages_acked.inc();
+                }
+                self.start_ack();
             }
-            Err(_) => {
-                tracing::info!(user = %self.user, "write timed out; closing slow connection");
-                Err(End::ClientGone)
+        })
+        .await;
+    }
+
+    /// Buffers a frame (writing to the socket once the buffer is full).
+    async fn feed(&mut self, msg: Message) -> Result<(), End> {
+        timed(self.svc.config.write_timeout, &self.user, self.ws.feed(msg)).await
+    }
+
+    /// Writes what is buffered, then records how far this user's messages were delivered.
+    async fn flush(&mut self) -> Result<(), End> {
+        let start = std::time::Instant::now();
+        timed(self.svc.config.write_timeout, &self.user, self.ws.flush()).await?;
+        self.svc.metrics.observe_stage("socket_write", start);
+        if self.high > self.marked {
+            self.marked = self.high;
+            if let Err(e) = self.svc.store.mark_delivered(&self.user, self.high).await {
+                self.svc.metrics.store_error(e.metric_label());
             }
         }
+        Ok(())
     }
 
     /// Sends the close frame (if any) and waits briefly for the client's reply.
@@ -354,6 +433,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         })
         .await;
+    }
+}
+
+/// A socket write, bounded by the write timeout: a client that does not read is closed.
+async fn timed<F>(limit: Duration, user: &str, write: F) -> Result<(), End>
+where
+    F: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+{
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(%user, error = %e, "write failed");
+            Err(End::ClientGone)
+        }
+        Err(_) => {
+            tracing::info!(%user, "write timed out; closing slow connection");
+            Err(End::ClientGone)
+        }
     }
 }
 

@@ -1,32 +1,64 @@
-//! This node's connections, by user.
+//! This node's connections, by user: routes, fan-out of delivery batches, drain.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pushcluster_dispatch::{Outcome, RouteTable};
-use pushcluster_proto::delivery::{Delivery, NodeId};
-use pushcluster_proto::frame::encode_message;
+use async_trait::async_trait;
+use pushcluster_node::{DeliveryBatch, NodeId, NodeSink, Outcome};
+use pushcluster_proto::frame::FrameTemplate;
+use pushcluster_routing::{RouteError, RouteTable};
 use pushcluster_telemetry::Metrics;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 const SHARDS: usize = 64;
 
-/// A delivery with its frame already encoded, shared by all of a user's devices.
+/// A delivery queued to a connection: the message's frame template (shared by every
+/// recipient of the message on this node) and the user's seq. The connection renders the
+/// frame when it writes it, so a large payload to many users is held once.
 #[derive(Debug)]
 pub struct Outbound {
     /// Not a message: the connection re-reads the store (after the route table recovered).
     pub resync: bool,
-    pub id: String,
+    pub id: Arc<str>,
     pub seq: u64,
     pub created_at_ms: u64,
-    pub frame: Utf8Bytes,
+    pub frame: Option<Arc<FrameTemplate>>,
+}
+
+impl Outbound {
+    /// The bytes this delivery counts against its connection's queue: its frame as written.
+    pub fn bytes(&self) -> usize {
+        self.frame.as_ref().map_or(0, |f| f.len_without_seq() + 20)
+    }
 }
 
 struct Entry {
     conn: u64,
     tx: mpsc::Sender<Arc<Outbound>>,
+    /// Frame bytes in `tx`'s queue (the connection subtracts what it takes out).
+    queued: Arc<AtomicUsize>,
+    /// Most frame bytes `queued` may reach (one frame alone may exceed it).
+    max_bytes: usize,
+}
+
+impl Entry {
+    /// Queues `out` unless the queue is full in count or in bytes.
+    fn offer(&self, out: &Arc<Outbound>) -> Result<(), mpsc::error::TrySendError<()>> {
+        let len = out.bytes();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > self.max_bytes {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return Err(mpsc::error::TrySendError::Full(()));
+        }
+        self.tx.try_send(out.clone()).map_err(|e| {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            match e {
+                mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+            }
+        })
+    }
 }
 
 /// user → this node's connections of that user.
@@ -45,6 +77,8 @@ pub struct Hub {
 pub struct Registration {
     pub conn: u64,
     pub rx: mpsc::Receiver<Arc<Outbound>>,
+    /// Frame bytes waiting in `rx`: subtract each frame's length when taking it out.
+    pub queued: Arc<AtomicUsize>,
 }
 
 impl Hub {
@@ -64,6 +98,10 @@ impl Hub {
         &self.node
     }
 
+    pub fn routes(&self) -> &Arc<dyn RouteTable> {
+        &self.routes
+    }
+
     fn shard(&self, user: &str) -> &Mutex<HashMap<String, Vec<Entry>>> {
         // FNV-1a: stable and cheap.
         let mut h: u64 = 0xcbf29ce484222325;
@@ -81,28 +119,46 @@ impl Hub {
             .is_some_and(|v| !v.is_empty())
     }
 
-    /// Adds a connection and writes the route **before** returning, so that anything stored
-    /// after this returns is either forwarded here or found by the replay that follows.
+    /// Number of this user's connections here.
+    pub fn connections_of(&self, user: &str) -> usize {
+        self.shard(user)
+            .lock()
+            .expect("hub lock")
+            .get(user)
+            .map_or(0, Vec::len)
+    }
+
+    /// Adds a connection and, for the user's first one here, writes the route **before**
+    /// returning, so that anything dispatched after this returns is forwarded here or found
+    /// by the replay that follows. Its queue holds at most `queue` messages and `max_bytes`
+    /// frame bytes.
     pub async fn register(
         &self,
         user: &str,
         queue: usize,
-    ) -> Result<Registration, pushcluster_dispatch::RouteError> {
+        max_bytes: usize,
+    ) -> Result<Registration, RouteError> {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(queue.max(1));
-        self.shard(user)
-            .lock()
-            .expect("hub lock")
-            .entry(user.to_owned())
-            .or_default()
-            .push(Entry { conn, tx });
-        if let Err(e) = self.routes.add(user, &self.node).await {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let first = {
+            let mut shard = self.shard(user).lock().expect("hub lock");
+            let list = shard.entry(user.to_owned()).or_default();
+            list.push(Entry {
+                conn,
+                tx,
+                queued: queued.clone(),
+                max_bytes,
+            });
+            list.len() == 1
+        };
+        if first && let Err(e) = self.routes.add(&self.node, &[user]).await {
             // Keep the client: the heartbeat re-adds every local user once the route table
             // is back, then asks every connection to re-read the store (resync).
             tracing::warn!(%user, error = %e, "route not written; will retry by heartbeat");
             self.degraded.store(true, Ordering::SeqCst);
         }
-        Ok(Registration { conn, rx })
+        Ok(Registration { conn, rx, queued })
     }
 
     /// Removes `conn` (idempotent). Drops the route when it was the user's last connection here.
@@ -129,38 +185,54 @@ impl Hub {
     }
 
     async fn drop_route(&self, user: &str) {
-        if let Err(e) = self.routes.remove(user, &self.node).await {
+        if self.is_draining() {
+            return; // the drain removes every entry in one pass
+        }
+        if let Err(e) = self.routes.remove(&self.node, &[user]).await {
             tracing::warn!(%user, error = %e, "failed to remove route");
         }
         // A connection of the same user may have registered meanwhile: restore its route.
         if self.has_user(user)
-            && let Err(e) = self.routes.add(user, &self.node).await
+            && let Err(e) = self.routes.add(&self.node, &[user]).await
         {
             tracing::warn!(%user, error = %e, "failed to restore route");
         }
     }
 
-    /// Queues deliveries to every connection of their users. A connection whose queue is full
-    /// is removed from the hub: it drains what it has, then closes with "reconnect to resume";
-    /// what it missed stays pending in the store.
-    pub async fn deliver(&self, batch: Vec<Delivery>) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
+    /// Queues a batch's entries to every connection of their users; the frame of each
+    /// message is built once. A connection whose queue is full (in messages or in bytes) is
+    /// removed from the hub: it drains what it has, then closes with "reconnect to resume";
+    /// what it missed is in the store.
+    pub async fn deliver_batch(&self, batch: DeliveryBatch) -> Vec<Outcome> {
+        let templates: Vec<(Arc<str>, u64, Arc<FrameTemplate>)> = batch
+            .messages
+            .iter()
+            .map(|m| {
+                (
+                    Arc::from(m.id.as_str()),
+                    m.created_at_ms,
+                    Arc::new(FrameTemplate::new(&m.id, &m.payload)),
+                )
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(batch.entries.len());
         let mut emptied = Vec::new();
-        for d in batch {
+        for e in batch.entries {
+            let (id, created_at_ms, frame) = &templates[e.message as usize];
             let out = Arc::new(Outbound {
                 resync: false,
-                frame: encode_message(&d.id, d.seq, &d.payload).into(),
-                id: d.id,
-                seq: d.seq,
-                created_at_ms: d.created_at_ms,
+                id: id.clone(),
+                seq: e.seq,
+                created_at_ms: *created_at_ms,
+                frame: Some(frame.clone()),
             });
-            let mut shard = self.shard(&d.user).lock().expect("hub lock");
-            let Some(list) = shard.get_mut(&d.user) else {
+            let mut shard = self.shard(&e.user).lock().expect("hub lock");
+            let Some(list) = shard.get_mut(&e.user) else {
                 outcomes.push(Outcome::NotHere);
                 continue;
             };
             let mut overflowed = 0;
-            list.retain(|e| match e.tx.try_send(out.clone()) {
+            list.retain(|c| match c.offer(&out) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     overflowed += 1;
@@ -171,12 +243,13 @@ impl Hub {
             });
             if overflowed > 0 {
                 self.metrics.queue_overflows.inc_by(overflowed);
-                tracing::info!(user = %d.user, overflowed, "send queue overflow; closing slow connection");
+                tracing::info!(user = %e.user, overflowed, "send queue overflow; closing slow connection");
             }
             if list.is_empty() {
-                shard.remove(&d.user);
-                emptied.push(d.user);
-                // Nothing queued: the message stays pending and is replayed on reconnect.
+                shard.remove(&e.user);
+                drop(shard);
+                emptied.push(e.user);
+                // Nothing queued: the message is in the store and replayed on reconnect.
                 outcomes.push(Outcome::NotHere);
             } else {
                 outcomes.push(Outcome::Queued);
@@ -188,10 +261,21 @@ impl Hub {
         outcomes
     }
 
-    /// Starts draining: every connection's queue is closed, so each task finishes what it has
-    /// and closes with "going away, reconnect".
-    pub fn drain(&self) {
+    /// Starts draining: every route entry of this node goes in one pass and its liveness
+    /// ends, so dispatch stops sending here; then every connection's queue is closed, so
+    /// each task finishes what it has and closes with "going away, reconnect".
+    pub async fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        let users = self.user_names();
+        let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+        for chunk in refs.chunks(10_000) {
+            if let Err(e) = self.routes.remove(&self.node, chunk).await {
+                tracing::warn!(error = %e, "removing this node's routes failed; readers drop them once its liveness ends");
+            }
+        }
+        if let Err(e) = self.routes.leave(&self.node).await {
+            tracing::warn!(error = %e, "ending this node's liveness failed; it expires");
+        }
         for shard in &self.shards {
             shard.lock().expect("hub lock").clear();
         }
@@ -201,7 +285,7 @@ impl Hub {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Every user with a connection here (for the route heartbeat).
+    /// Every user with a connection here (for re-registration and drain).
     pub fn user_names(&self) -> Vec<String> {
         let mut users = Vec::new();
         for shard in &self.shards {
@@ -216,8 +300,8 @@ impl Hub {
     }
 
     /// After a successful heartbeat: if routes were missing for a while, messages may have
-    /// been stored for local users without being forwarded here; make every connection
-    /// re-read its pending messages.
+    /// been dispatched for local users without being forwarded here; make every connection
+    /// re-read the store.
     pub fn heartbeat_ok(&self) {
         if !self.degraded.swap(false, Ordering::SeqCst) {
             return;
@@ -226,19 +310,19 @@ impl Hub {
         self.resync(&self.user_names());
     }
 
-    /// Makes every connection of `users` re-read its pending messages from the store.
+    /// Makes every connection of `users` re-read its messages from the store.
     pub fn resync(&self, users: &[String]) {
         let poke = Arc::new(Outbound {
             resync: true,
-            id: String::new(),
+            id: Arc::from(""),
             seq: 0,
             created_at_ms: 0,
-            frame: Utf8Bytes::from_static(""),
+            frame: None,
         });
         for user in users {
             if let Some(list) = self.shard(user).lock().expect("hub lock").get(user) {
                 for e in list {
-                    let _ = e.tx.try_send(poke.clone());
+                    let _ = e.offer(&poke);
                 }
             }
         }
@@ -250,5 +334,12 @@ impl Hub {
             .iter()
             .map(|s| s.lock().expect("hub lock").len())
             .sum()
+    }
+}
+
+#[async_trait]
+impl NodeSink for Hub {
+    async fn deliver(&self, batch: DeliveryBatch) -> Vec<Outcome> {
+        self.deliver_batch(batch).await
     }
 }

@@ -1,14 +1,17 @@
 //! Push: the node that holds client WebSockets.
 //!
-//! - [`upgrade`]: `GET /ws` — token check before the upgrade (401 with a JSON reason), then the
-//!   WebSocket handshake.
-//! - [`hub`]: this node's user → connections map; registers routes and fans deliveries out to
-//!   each device's bounded send queue.
+//! - [`upgrade`]: `GET /ws` — admission and token check before the upgrade (JSON reasons:
+//!   401 bad token, 429 connect rate or per-user limit, 503 node full or draining), then the
+//!   WebSocket handshake. [`PushService::router`] is the client surface.
+//! - [`admission`]: connect rate per source IP, connections per node and per user.
+//! - [`hub`]: this node's user → connections map; writes a user's route on their first
+//!   connection here and removes it with the last; fans delivery batches out to each
+//!   device's send queue (bounded in messages and bytes), each message's frame built once.
 //! - [`conn`]: one task per connection: replay what the user missed, then live deliveries in
 //!   seq order, acks, heartbeats, idle timeout, drain.
-//! - [`grpc`]: the `Node` gRPC service dispatch streams deliveries to, and the route heartbeat.
-//! - [`local`]: the in-process [`NodeTransport`](pushcluster_dispatch::NodeTransport) of
-//!   standalone mode.
+//! - [`heartbeat`]: this node's liveness in the route table, and recovery after the table
+//!   lost its entries. The hub is the [`NodeSink`](pushcluster_node::NodeSink) that the
+//!   node's gRPC service (or standalone's in-process transport) delivers into.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -18,12 +21,13 @@ use pushcluster_auth::TokenVerifier;
 use pushcluster_store::MessageStore;
 use pushcluster_telemetry::Metrics;
 
+pub mod admission;
 pub mod conn;
-pub mod grpc;
+pub mod heartbeat;
 pub mod hub;
-pub mod local;
 pub mod upgrade;
 
+pub use admission::{Admission, AdmissionLimits};
 pub use hub::Hub;
 
 /// Tunables of a push node.
@@ -31,6 +35,8 @@ pub use hub::Hub;
 pub struct PushConfig {
     /// Messages queued per connection before it is closed as too slow.
     pub send_queue: usize,
+    /// Frame bytes queued per connection before it is closed as too slow.
+    pub send_queue_bytes: usize,
     /// WebSocket ping period.
     pub ping_interval: Duration,
     /// A connection with no inbound frame for this long is closed.
@@ -49,6 +55,7 @@ impl Default for PushConfig {
     fn default() -> Self {
         PushConfig {
             send_queue: 1024,
+            send_queue_bytes: 1 << 20,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
@@ -64,6 +71,16 @@ pub struct PushService {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn MessageStore>,
     pub verifier: Arc<dyn TokenVerifier>,
+    pub admission: Arc<Admission>,
     pub metrics: Metrics,
     pub config: PushConfig,
+}
+
+impl PushService {
+    /// The client surface: `GET /ws`.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .route("/ws", axum::routing::get(upgrade::handle))
+            .with_state(self.clone())
+    }
 }

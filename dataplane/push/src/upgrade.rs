@@ -2,27 +2,28 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use axum::extract::{Request, State};
+use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use pushcluster_auth::AuthError;
-use pushcluster_server::{Body, Resp, respond};
+use pushcluster_server::http::Peer;
+use pushcluster_server::{Resp, respond};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::PushService;
+use crate::admission::Refused;
+
+/// Frames are buffered up to this many bytes before a socket write, and flushed at the end
+/// of each burst: a burst of small messages is one write.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Parameters a client connects with.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ConnectParams {
     pub token: Option<String>,
     pub last_seq: u64,
-}
-
-/// Reads `token` and `last_seq` from the query and the bearer token from the headers.
-pub fn connect_params(req: &Request<Incoming>) -> Result<ConnectParams, ParamError> {
-    parse_params(req.uri().query(), req.headers())
 }
 
 /// A connect parameter that cannot be used.
@@ -32,7 +33,8 @@ pub struct ParamError {
     pub message: &'static str,
 }
 
-fn parse_params(
+/// Reads `token` and `last_seq` from the query, else the token from `Authorization: Bearer`.
+pub fn parse_params(
     query: Option<&str>,
     headers: &http::HeaderMap,
 ) -> Result<ConnectParams, ParamError> {
@@ -63,21 +65,21 @@ fn header_has(headers: &http::HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
-/// Handles `GET /ws`. Refuses before the upgrade: 400 for a non-WebSocket request or bad
-/// parameters, 401 with a JSON reason for a missing, invalid or expired token, 503 while
-/// draining.
-pub async fn handle(mut req: Request<Incoming>, svc: Arc<PushService>) -> Resp {
+/// `GET /ws`. Refuses before the upgrade, with a JSON reason: 400 for a non-WebSocket request
+/// or bad parameters; 429 + `Retry-After` when the source connects too often; 503 +
+/// `Retry-After` while draining or when the node is full; 401 for a missing, invalid or expired
+/// token; 429 when the user has its maximum of connections here.
+pub async fn handle(State(svc): State<Arc<PushService>>, mut req: Request) -> Resp {
     if svc.hub.is_draining() {
-        return respond::error(
+        return respond::retry_later(
             StatusCode::SERVICE_UNAVAILABLE,
             "node is draining; connect to another node",
-            None,
+            1,
         );
     }
     let headers = req.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
-    let is_ws = req.method() == http::Method::GET
-        && header_has(headers, header::CONNECTION, "upgrade")
+    let is_ws = header_has(headers, header::CONNECTION, "upgrade")
         && header_has(headers, header::UPGRADE, "websocket")
         && headers
             .get(header::SEC_WEBSOCKET_VERSION)
@@ -89,10 +91,14 @@ pub async fn handle(mut req: Request<Incoming>, svc: Arc<PushService>) -> Resp {
             None,
         );
     };
-    let params = match connect_params(&req) {
+    let params = match parse_params(req.uri().query(), req.headers()) {
         Ok(p) => p,
         Err(e) => return respond::error(StatusCode::BAD_REQUEST, e.message, Some(e.field)),
     };
+    let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
+    if let Err(why) = svc.admission.precheck(peer) {
+        return refused(why);
+    }
     let user = match svc
         .verifier
         .verify(params.token.as_deref().unwrap_or(""))
@@ -116,18 +122,24 @@ pub async fn handle(mut req: Request<Incoming>, svc: Arc<PushService>) -> Resp {
             return resp;
         }
     };
+    let slot = match svc.admission.admit(&user) {
+        Ok(slot) => slot,
+        Err(why) => return refused(why),
+    };
 
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
     let config = WebSocketConfig::default()
         .read_buffer_size(svc.config.read_buffer)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(svc.config.max_client_frame.max(1 << 20) * 4)
         .max_message_size(Some(svc.config.max_client_frame))
         .max_frame_size(Some(svc.config.max_client_frame));
     let last_seq = params.last_seq;
     tokio::spawn(async move {
+        // Held for the connection's life: its place on this node and in its user's count.
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -141,8 +153,7 @@ pub async fn handle(mut req: Request<Incoming>, svc: Arc<PushService>) -> Resp {
         crate::conn::serve(ws, user, last_seq, svc).await;
     });
 
-    let mut resp = Response::new(Body::default());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let mut resp = respond::empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -151,6 +162,27 @@ pub async fn handle(mut req: Request<Incoming>, svc: Arc<PushService>) -> Resp {
         HeaderValue::from_str(&accept).expect("accept key is base64"),
     );
     resp
+}
+
+/// The answer to a refused admission.
+fn refused(why: Refused) -> Resp {
+    match why {
+        Refused::Rate { retry_after } => respond::retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connects from this address; retry later",
+            retry_after.as_secs_f64().ceil() as u64,
+        ),
+        Refused::NodeFull { max } => respond::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("node is full ({max} connections); retry later or connect to another node"),
+            5,
+        ),
+        Refused::UserFull { max } => respond::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("this user already has {max} connections on this node; close one first"),
+            None,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! `PUSHD_BENCH_POSTERS` (default 32) concurrent HTTP producers to `PUSHD_BENCH_USERS`
 //! (default 300) connected clients; throughput = messages / (first post → last delivery).
 //! (2) Half that rate, paced, for the same number of messages; delivery latency (post → the
-//! client's receipt) p50 / p99. Then the per-stage histograms from every role's `/metrics`.
+//! client's receipt) p50 / p99. Then the per-stage histograms from every role's `/metrics`
+//! (on its admin port).
 //! Three rounds (`PUSHD_BENCH_ROUNDS`); prints every round and the medians.
 //!
 //! Run: `make bench-cluster` (= `cargo bench -p pushd --bench cluster_throughput`), after
@@ -138,7 +139,7 @@ async fn round(
     messages: usize,
     posters: usize,
 ) -> Round {
-    let collect = cluster.collect.http;
+    let collect = cluster.collect.http();
     // Saturation.
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -221,8 +222,11 @@ async fn run() {
     let mongo = Mongo::start()
         .await
         .expect("FerretDB (or MONGODB_URI): run `make tools`");
-    let cluster = Cluster::start(&mongo, &local(redis.url.clone())).await;
-    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http).collect();
+    // Every client connects from 127.0.0.1: no per-IP connect rate here.
+    let mut options = local(redis.url.clone());
+    options.push_args.push("--connect-rate-per-ip=0".into());
+    let cluster = Cluster::start(&mongo, &options).await;
+    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http()).collect();
     let mut rx = clients(&nodes, users).await;
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
     println!(
@@ -252,9 +256,9 @@ async fn run() {
         median(all.iter().map(|r| r.p50_ms).collect()),
         median(all.iter().map(|r| r.p99_ms).collect()),
     );
-    let mut roles: Vec<SocketAddr> = vec![cluster.collect.http];
-    roles.extend(cluster.dispatch.iter().map(|d| d.http));
-    roles.extend(nodes.iter().copied());
+    let mut roles: Vec<SocketAddr> = vec![cluster.collect.admin];
+    roles.extend(cluster.dispatch.iter().map(|d| d.admin));
+    roles.extend(cluster.pushes.iter().map(|p| p.admin));
     println!("where the time goes (all rounds, mean per observation):");
     for (stage, (sum, count)) in stages(&roles).await {
         println!(

@@ -37,6 +37,13 @@ async fn round(n: usize) -> Round {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pushd"))
         .args(["standalone", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        // Every connection comes from 127.0.0.1, as many users: no per-IP connect rate.
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--connect-rate-per-ip",
+            "0",
+        ])
         .env("PUSHD_JWT_SECRET", SECRET)
         .env("PUSHD_API_KEY", "bench-api-key-0123456789")
         .env("RUST_LOG", "warn")

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use pushcluster_config::{
-    ConnArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, SecretArgs, ShutdownArgs,
+    ConnArgs, HttpArgs, JwtClaimArgs, JwtKeyArgs, LimitsArgs, LogArgs, OutboxArgs, SecretArgs,
+    ShutdownArgs,
 };
 
 #[derive(Debug, Parser)]
@@ -26,9 +27,9 @@ pub enum Command {
     Standalone(StandaloneArgs),
     /// Auth role: verifies client tokens over gRPC.
     Auth(crate::roles::auth::AuthArgs),
-    /// Collect role: HTTP API and gRPC Submit; stores in MongoDB, hands to dispatch.
+    /// Collect role: HTTP API and gRPC Submit; stores in MongoDB's outbox, wakes dispatch.
     Collect(crate::roles::collect::CollectArgs),
-    /// Dispatch role: looks users up in Redis, streams deliveries to push nodes.
+    /// Dispatch role: the outbox workers; look users up in Redis, stream to push nodes.
     Dispatch(crate::roles::dispatch::DispatchArgs),
     /// Push role: holds client WebSockets; routes users to this node in Redis.
     Push(crate::roles::push::PushArgs),
@@ -41,9 +42,13 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
-    /// Address for WebSocket clients, the HTTP API and /healthz, /readyz, /metrics.
+    /// Address for WebSocket clients (`/ws`), the HTTP API (`/v1/…`), the demo page and
+    /// /healthz, /readyz.
     #[arg(long, env = "PUSHD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
     /// Directory of the embedded message store (created if missing).
     #[arg(long, env = "PUSHD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -65,6 +70,10 @@ pub struct StandaloneArgs {
     pub limits: LimitsArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]

@@ -7,19 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use http::StatusCode;
 use prometheus_client::registry::Registry;
 use pushcluster_auth::keys::ReloadingVerifier;
 use pushcluster_auth::{ClaimRules, KeySources};
 use pushcluster_collect::Collect;
 use pushcluster_config::ConfigError;
-use pushcluster_dispatch::{Dispatcher, MemoryRouteTable};
+use pushcluster_dispatch::handoff::LocalHandoff;
+use pushcluster_dispatch::{DispatchConfig, Dispatcher, worker};
+use pushcluster_node::{LocalTransport, NodeId};
 use pushcluster_proto::api::Limits;
-use pushcluster_proto::delivery::{NodeId, now_ms};
-use pushcluster_push::local::LocalTransport;
-use pushcluster_push::{Hub, PushConfig, PushService};
+use pushcluster_proto::delivery::now_ms;
+use pushcluster_push::{Admission, AdmissionLimits, Hub, PushConfig, PushService};
+use pushcluster_routing::MemoryRouteTable;
+use pushcluster_server::http::HttpLimits;
 use pushcluster_server::ops::Ops;
-use pushcluster_server::{Handler, Shutdown, respond};
+use pushcluster_server::{Secrets, Shutdown};
 use pushcluster_store::MessageStore;
 use pushcluster_store::redb::RedbStore;
 use pushcluster_telemetry::Metrics;
@@ -34,16 +36,21 @@ const KEY_POLL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: std::net::SocketAddr,
+    pub admin_listen: std::net::SocketAddr,
     pub data_dir: PathBuf,
     /// Client JWT keys (HS256 secret, RS256 PEM and JWKS files; files are re-read on change).
     pub keys: KeySources,
     /// What client JWTs' claims must say (`iss`, `aud`, leeway).
     pub claims: ClaimRules,
-    pub api_key: String,
+    /// The API keys (`--api-key-file` is re-read on change).
+    pub api_keys: Arc<Secrets>,
     pub limits: Limits,
     pub push: PushConfig,
+    pub admission: AdmissionLimits,
+    pub http: HttpLimits,
     pub grace_period: Duration,
     pub sweep_interval: Duration,
+    pub outbox: pushcluster_config::OutboxArgs,
     /// APNs, when `--apns-key-file` is given: mobile push for messages with a notification.
     pub apns: Option<pushcluster_apns::ApnsConfig>,
     /// Development only: the demo page carries the API key (`--dev-api-key-in-page`).
@@ -55,6 +62,7 @@ impl Config {
         a.secrets.validate()?;
         a.jwt.validate(a.secrets.jwt_secret.is_some())?;
         a.conn.validate()?;
+        a.http.validate()?;
         let keys = KeySources {
             hs256_secret: a.secrets.jwt_secret.map(String::into_bytes),
             rsa_public_key_files: a.jwt.jwt_public_key_file,
@@ -63,6 +71,8 @@ impl Config {
         };
         keys.load().map_err(|e| ConfigError(e.to_string()))?;
         let claims = crate::roles::auth::claim_rules(&a.jwt_claims)?;
+        let api_keys = crate::roles::api_keys_list(&a.secrets.api_keys)
+            .map_err(|e| ConfigError(e.to_string()))?;
         let apns = crate::mobile::apns_config(&a.apns).map_err(|e| ConfigError(e.to_string()))?;
         if a.dev_api_key_in_page && !a.listen.ip().is_loopback() {
             return Err(ConfigError(format!(
@@ -71,23 +81,26 @@ impl Config {
                 a.listen
             )));
         }
+        let (push, admission) = crate::roles::push::push_config(&a.conn);
         Ok(Config {
             listen: a.listen,
+            admin_listen: a.admin_listen,
             data_dir: a.data_dir,
             keys,
             claims,
-            api_key: a.secrets.api_key,
+            api_keys,
             limits: a.limits.limits()?,
-            push: PushConfig {
-                send_queue: a.conn.send_queue,
-                ping_interval: a.conn.ping_interval,
-                idle_timeout: a.conn.idle_timeout,
-                write_timeout: a.conn.write_timeout,
-                read_buffer: a.conn.ws_read_buffer,
-                ..PushConfig::default()
+            push,
+            admission,
+            http: HttpLimits {
+                request_timeout: a.http.http_request_timeout,
+                header_timeout: a.http.http_header_timeout,
+                max_in_flight: a.http.http_max_in_flight,
+                ..HttpLimits::default()
             },
             grace_period: a.shutdown.grace_period,
             sweep_interval: a.sweep_interval,
+            outbox: a.outbox,
             apns,
             dev_api_key_in_page: a.dev_api_key_in_page,
         })
@@ -96,7 +109,9 @@ impl Config {
 
 /// Runs until `stop` completes, then drains within the grace period.
 pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let store: Arc<dyn MessageStore> = Arc::new(RedbStore::open(&config.data_dir)?);
+    let redb = RedbStore::open(&config.data_dir)?;
+    redb.set_handoff_lease(config.outbox.handoff_lease);
+    let store: Arc<dyn MessageStore> = Arc::new(redb);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let keys = Arc::new(ReloadingVerifier::new(
@@ -106,25 +121,31 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     keys.metrics().register(&mut registry);
     keys.cache().metrics().register(&mut registry);
     let key_watcher = keys.watch(KEY_POLL);
+    let api_key_watcher = config.api_keys.watch(KEY_POLL);
     let mobile = crate::mobile::mobile_push(config.apns.clone(), store.clone(), &mut registry)?;
+    let admission = Admission::new(config.admission);
+    admission.register(&mut registry);
     let ops = Ops::new(registry);
 
     let routes = Arc::new(MemoryRouteTable::default());
-    let hub = Arc::new(Hub::new(
-        NodeId("local".into()),
-        routes.clone(),
-        metrics.clone(),
-    ));
-    let mut dispatcher = Dispatcher::new(routes, Arc::new(LocalTransport { hub: hub.clone() }))
-        .with_metrics(metrics.clone());
+    let node = NodeId("local".into());
+    let hub = Arc::new(Hub::new(node.clone(), routes.clone(), metrics.clone()));
+    let transport = Arc::new(LocalTransport {
+        node,
+        sink: hub.clone(),
+    });
+    let mut dispatcher =
+        Dispatcher::new(store.clone(), routes, transport, DispatchConfig::default())
+            .with_metrics(metrics.clone());
     let retries = mobile.clone();
     if let Some(mobile) = mobile {
         dispatcher = dispatcher.with_mobile(mobile);
     }
+    let (work, queue) = worker::queue(4096);
     let collect = Arc::new(Collect {
         store: store.clone(),
-        handoff: Arc::new(dispatcher),
-        api_key: config.api_key.clone(),
+        handoff: Arc::new(LocalHandoff(work)),
+        api_keys: config.api_keys.clone(),
         limits: config.limits,
         metrics: metrics.clone(),
     });
@@ -132,54 +153,77 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         hub: hub.clone(),
         store: store.clone(),
         verifier: keys,
+        admission,
         metrics: metrics.clone(),
         config: config.push.clone(),
     });
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("failed to listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let bind = |addr: std::net::SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("failed to listen on {addr}"))
+    };
+    let listener = bind(config.listen).await?;
+    let admin = bind(config.admin_listen).await?;
+    let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
         crate::mobile::spawn_retries(mobile, shutdown.clone());
     }
+    let stopping = shutdown.clone();
+    let workers = tokio::spawn(worker::run(dispatcher, queue, async move {
+        stopping.wait().await
+    }));
     let sweeper = tokio::spawn(sweep(
         store.clone(),
         metrics.clone(),
         config.sweep_interval,
         shutdown.clone(),
     ));
-    let server = tokio::spawn(pushcluster_server::serve(
-        listener,
-        handler(
-            ops.clone(),
-            collect,
-            push,
+    // One listener for everything public: the client surface, the API surface, the demo page.
+    let routes = push
+        .router()
+        .merge(collect.router())
+        .merge(ops.health_routes())
+        .merge(
             Web::new(
                 config
                     .dev_api_key_in_page
-                    .then_some(config.api_key.as_str()),
-            ),
-        ),
+                    .then(|| config.api_keys.outgoing())
+                    .as_deref(),
+            )
+            .router(),
+        );
+    let server = tokio::spawn(pushcluster_server::http::serve(
+        listener,
+        routes,
+        config.http.clone(),
+        shutdown.clone(),
+    ));
+    let admin_server = tokio::spawn(pushcluster_server::ops::serve_admin(
+        admin,
+        ops.clone(),
         shutdown.clone(),
     ));
     ops.set_ready(true);
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "pushd standalone ready");
-    // One machine-readable line on stdout, for scripts and tests.
+    tracing::info!(%addr, %admin_addr, data_dir = %config.data_dir.display(), "pushd standalone ready");
+    // Machine-readable lines on stdout, for scripts and tests.
     println!("pushd listening on http://{addr}");
+    println!("pushd admin on http://{admin_addr}");
 
     stop.await;
     tracing::info!(grace = ?config.grace_period, "draining");
     ops.set_ready(false);
     shutdown.trigger();
-    hub.drain();
+    hub.drain().await;
     let drained = tokio::time::timeout(config.grace_period, async {
         while metrics.connections.get() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = server.await;
+        let _ = admin_server.await;
         let _ = sweeper.await;
+        let _ = workers.await;
     })
     .await;
     match drained {
@@ -190,30 +234,10 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         ),
     }
     key_watcher.abort();
+    if let Some(w) = api_key_watcher {
+        w.abort();
+    }
     Ok(())
-}
-
-fn handler(ops: Arc<Ops>, collect: Arc<Collect>, push: Arc<PushService>, web: Web) -> Handler {
-    let web = Arc::new(web);
-    Arc::new(move |req| {
-        let (ops, collect, push, web) = (ops.clone(), collect.clone(), push.clone(), web.clone());
-        Box::pin(async move {
-            let path = req.uri().path().to_owned();
-            if path == "/ws" {
-                return pushcluster_push::upgrade::handle(req, push).await;
-            }
-            if let Some(resp) = web.handle(req.method(), &path) {
-                return resp;
-            }
-            if let Some(resp) = ops.handle(&path) {
-                return resp;
-            }
-            if let Some(resp) = collect.handle(req).await {
-                return resp;
-            }
-            respond::error(StatusCode::NOT_FOUND, format!("no route for {path}"), None)
-        })
-    })
 }
 
 /// Marks expired messages every `every` until shutdown (shared with the collect role).

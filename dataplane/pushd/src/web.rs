@@ -95,6 +95,24 @@ impl Web {
 }
 
 /// Escapes a value for a double-quoted HTML attribute.
+impl Web {
+    /// The page's routes (`GET`/`HEAD` of [`ROUTES`]), to merge into a surface's router.
+    pub fn router(self) -> axum::Router {
+        let web = std::sync::Arc::new(self);
+        let mut router = axum::Router::new();
+        for &path in ROUTES {
+            let web = web.clone();
+            router = router.route(
+                path,
+                axum::routing::get(move |method: Method| async move {
+                    web.handle(&method, path).expect("one of the page's routes")
+                }),
+            );
+        }
+        router
+    }
+}
+
 fn escape_attr(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

@@ -79,7 +79,7 @@ async fn scenario(
     messages: usize,
     chaos: impl AsyncFnOnce(&Cluster),
 ) {
-    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http).collect();
+    let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http()).collect();
     let seen: Seen = Arc::default();
     // Every user one device; every fifth user a second device on another node.
     let mut devices: Vec<(usize, String)> = Vec::new();
@@ -110,7 +110,7 @@ async fn scenario(
     let post_range = |from: usize, to: usize| {
         let mut handles = Vec::new();
         for w in 0..workers {
-            let collect = cluster.collect.http;
+            let collect = cluster.collect.http();
             let ids = ids.clone();
             handles.push(tokio::spawn(async move {
                 for k in (from..to).filter(|k| (k % users) % workers == w) {
@@ -190,7 +190,7 @@ async fn scenario(
             for i in missing_ids.iter().take(5) {
                 let id = ids.lock().unwrap()[i].clone();
                 let (_, body) = http_request(
-                    cluster.collect.http,
+                    cluster.collect.http(),
                     "GET",
                     &format!("/v1/messages/{id}"),
                     None,
@@ -263,7 +263,7 @@ async fn a_redis_restart_loses_nothing() {
     };
     let cluster = Cluster::start(&mongo, &local(redis.url.clone())).await;
     let redis = tokio::sync::Mutex::new(redis);
-    scenario(&cluster, 2, false, 60, 600, async |_: &Cluster| {
+    scenario(&cluster, 2, true, 60, 600, async |_: &Cluster| {
         tokio::time::sleep(Duration::from_millis(200)).await;
         redis.lock().await.restart().await;
     })
@@ -302,6 +302,9 @@ async fn routing_on_redis_cluster_through_headless_dns_names() {
             dns: Some(dns.addr),
             dispatch_args: Vec::new(),
             auth_args: Vec::new(),
+            collect_args: Vec::new(),
+            push_args: Vec::new(),
+            all_args: Vec::new(),
         },
     )
     .await;
@@ -322,7 +325,7 @@ async fn mongo_down_is_503_and_nothing_is_accepted() {
     assert_eq!(status, 202, "{body}");
     mongo.kill();
     let (status, bytes) = http_request(
-        cluster.collect.http,
+        cluster.collect.http(),
         "POST",
         "/v1/messages",
         Some(json!({"to": ["u"], "payload": 2}).to_string()),

@@ -94,11 +94,9 @@ async fn offline_users_get_apns_notifications_through_squid() {
     options.dispatch_args.extend([
         format!("--apns-proxy=http://127.0.0.1:{}", squid.port),
         format!("--apns-proxy-credentials-file={}", creds.display()),
-        format!("--mongodb-uri={}", mongo.uri),
-        format!("--mongodb-database={}", mongo.database),
     ]);
     let cluster = Cluster::start(&mongo, &options).await;
-    let api = cluster.collect.http;
+    let api = cluster.collect.http();
 
     // An offline user's device, registered (201), then again (200: same device).
     let (t1, t2) = ("a1b2".repeat(16), "c3d4".repeat(16));

@@ -347,14 +347,7 @@ async fn a_slow_client_is_closed_and_loses_nothing() {
                 .await,
         );
     }
-    let text = String::from_utf8(
-        server
-            .raw_request("GET", "/metrics", None, API_KEY)
-            .await
-            .1
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics(server.admin).await;
     let overflows: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("pushd_queue_overflows_total "))
@@ -367,16 +360,7 @@ async fn a_slow_client_is_closed_and_loses_nothing() {
     );
 
     // The slow client now reads what it got, until the server's close or EOF.
-    let mut got = BTreeSet::new();
-    loop {
-        match slow.next_frame_or_end().await {
-            Ok(v) if v["type"] == "message" => {
-                got.insert(v["id"].as_str().unwrap().to_owned());
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
+    let (got, _) = slow.ids_until_end().await;
     assert!(
         got.len() < sent.len(),
         "the client was cut off ({} of {})",
@@ -384,14 +368,7 @@ async fn a_slow_client_is_closed_and_loses_nothing() {
         sent.len()
     );
     // Reconnect: everything not acked comes again; together nothing is missing.
-    let mut c = server.connect("gina").await;
-    let mut again = BTreeSet::new();
-    while again.len() < sent.len() {
-        let m = c.next_message().await;
-        c.ack(&m.id).await;
-        again.insert(m.id);
-    }
-    assert_eq!(again, sent);
+    assert_eq!(server.receive_all("gina", sent.len()).await, sent);
 }
 
 #[tokio::test]
@@ -492,14 +469,7 @@ async fn ops_endpoints_and_send_tool() {
     assert_eq!(m.id, reply["id"].as_str().unwrap());
     assert_eq!(m.payload, json!({"hello": "world"}));
 
-    let metrics = String::from_utf8(
-        server
-            .raw_request("GET", "/metrics", None, "")
-            .await
-            .1
-            .to_vec(),
-    )
-    .unwrap();
+    let metrics = metrics(server.admin).await;
     for name in [
         "pushd_connections 1",
         "pushd_messages_accepted_total 1",

@@ -213,5 +213,5 @@ async fn the_auth_role_enforces_the_rules_through_a_push_node() {
     let mut options = local(redis.url.clone());
     options.auth_args = claim_flags();
     let cluster = Cluster::start(&mongo, &options).await;
-    claim_rules_hold(cluster.pushes[0].http).await;
+    claim_rules_hold(cluster.pushes[0].http()).await;
 }

@@ -1,5 +1,7 @@
 //! Behaviour every [`MessageStore`] must show, run against each implementation's tests.
 
+use std::time::Duration;
+
 use pushcluster_proto::api::{
     Limits, Mobile, MobileRecord, MobileState, NewDevice, NewMessage, Platform, RecipientState,
     parse_submit,
@@ -24,43 +26,95 @@ pub fn stored(s: &Submitted) -> StoredMessage {
     }
 }
 
-pub async fn seqs_and_pending_order(store: &dyn MessageStore) {
-    let a = stored(
-        &store
-            .submit(msg(&["u1", "u2"], "1", None, 60))
-            .await
-            .unwrap(),
-    );
-    let b = stored(&store.submit(msg(&["u1"], "2", None, 60)).await.unwrap());
-    assert_eq!(a.recipients, vec![("u1".into(), 1), ("u2".into(), 1)]);
-    assert_eq!(b.recipients, vec![("u1".into(), 2)]);
-
-    let page = store.pending("u1", 0, 10).await.unwrap();
-    assert_eq!(page.high_seq, 2);
-    let ids: Vec<_> = page.items.iter().map(|p| (p.id.clone(), p.seq)).collect();
-    assert_eq!(ids, vec![(a.id.clone(), 1), (b.id.clone(), 2)]);
-    assert_eq!(page.items[1].payload.get(), "2");
-    assert_eq!(store.pending("u1", 1, 10).await.unwrap().items.len(), 1);
-    assert_eq!(store.pending("u1", 0, 1).await.unwrap().items.len(), 1);
+/// Submits messages and waits until their batch may be dispatched (so replays see them);
+/// the results and the batch.
+pub async fn submit(
+    store: &dyn MessageStore,
+    msgs: Vec<NewMessage>,
+) -> (Vec<crate::Result<Submitted>>, Option<crate::OutboxBatch>) {
+    let accepted = store.submit(msgs).await.unwrap();
+    (accepted.results, accepted.batch.wait().await)
 }
 
-pub async fn ack_and_status(store: &dyn MessageStore) {
-    let m = stored(
-        &store
-            .submit(msg(&["u1", "u2"], "{}", None, 60))
-            .await
-            .unwrap(),
-    );
-    store.mark_delivered(&m.id, "u1").await.unwrap();
-    assert_eq!(store.ack("u2", &m.id).await.unwrap(), AckOutcome::Acked);
+/// Submits one message; its result, with the recipients' seqs as finally stored (a store
+/// may move a seq another node took before its batch is ready).
+pub async fn one(store: &dyn MessageStore, m: NewMessage) -> Submitted {
+    let (mut results, batch) = submit(store, vec![m]).await;
+    match (results.remove(0).unwrap(), batch) {
+        (Submitted::New(m), Some(b)) => Submitted::New(
+            b.messages
+                .into_iter()
+                .find(|x| x.id == m.id)
+                .expect("a new message is in its batch"),
+        ),
+        (r, _) => r,
+    }
+}
+
+/// Submits one message that must be new.
+pub async fn new(store: &dyn MessageStore, m: NewMessage) -> StoredMessage {
+    stored(&one(store, m).await)
+}
+
+fn seqs(p: &crate::PendingPage) -> Vec<u64> {
+    p.items.iter().map(|i| i.seq).collect()
+}
+
+/// Seqs per user in batch order, no gaps; pages in order with payloads; one outbox batch per
+/// submit holding its new messages.
+pub async fn seqs_and_pending_order(store: &dyn MessageStore) {
+    let (results, batch) = submit(
+        store,
+        vec![
+            msg(&["u1", "u2"], "1", None, 60),
+            msg(&["u1"], "2", None, 60),
+        ],
+    )
+    .await;
+    let batch = batch.expect("new messages make a batch");
+    let results: Vec<StoredMessage> = results
+        .iter()
+        .map(|r| stored(r.as_ref().unwrap()))
+        .collect();
+    let (a, b) = (&results[0], &results[1]);
+    assert_eq!(a.recipients, vec![("u1".into(), 1), ("u2".into(), 1)]);
+    assert_eq!(b.recipients, vec![("u1".into(), 2)]);
     assert_eq!(
-        store.ack("u2", &m.id).await.unwrap(),
-        AckOutcome::AlreadyFinal
+        batch
+            .messages
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>(),
+        [a.id.clone(), b.id.clone()]
     );
-    assert_eq!(store.ack("u3", &m.id).await.unwrap(), AckOutcome::Unknown);
-    assert_eq!(store.ack("u1", "nope").await.unwrap(), AckOutcome::Unknown);
-    assert!(store.pending("u2", 0, 10).await.unwrap().items.is_empty());
+    assert_eq!(batch.deliveries(), 3);
+    let c = new(store, msg(&["u1"], "3", None, 60)).await;
+    assert_eq!(c.recipients, vec![("u1".into(), 3)]);
+
+    let page = store.pending("u1", 0, 10).await.unwrap();
+    assert_eq!(page.high_seq, 3);
+    let ids: Vec<_> = page.items.iter().map(|p| (p.id.clone(), p.seq)).collect();
+    assert_eq!(
+        ids,
+        vec![(a.id.clone(), 1), (b.id.clone(), 2), (c.id.clone(), 3)]
+    );
+    assert_eq!(page.items[1].payload.as_str(), "2");
+    assert_eq!(seqs(&store.pending("u1", 1, 10).await.unwrap()), [2, 3]);
+    assert_eq!(seqs(&store.pending("u1", 0, 1).await.unwrap()), [1]);
+}
+
+/// Acks are cumulative per user; status derives each recipient's state from watermarks.
+pub async fn ack_and_status(store: &dyn MessageStore) {
+    let m = new(store, msg(&["u1", "u2"], "{}", None, 60)).await;
+    let later = new(store, msg(&["u2"], "{}", None, 60)).await;
+    store.mark_delivered("u1", 1).await.unwrap();
+    assert_eq!(store.ack("u2", 1).await.unwrap(), AckOutcome::Acked);
+    assert_eq!(store.ack("u2", 1).await.unwrap(), AckOutcome::AlreadyFinal);
+    assert_eq!(seqs(&store.pending("u2", 0, 10).await.unwrap()), [2]);
     assert_eq!(store.pending("u1", 0, 10).await.unwrap().items.len(), 1);
+    // Cumulative: an ack of seq 2 covers seq 1 too.
+    assert_eq!(store.ack("u2", 2).await.unwrap(), AckOutcome::Acked);
+    assert!(store.pending("u2", 0, 10).await.unwrap().items.is_empty());
     // "delivered" is buffered: poll briefly.
     let mut states = Vec::new();
     for _ in 0..100 {
@@ -68,91 +122,122 @@ pub async fn ack_and_status(store: &dyn MessageStore) {
         states = status
             .recipients
             .iter()
-            .map(|r| (r.user.clone(), r.state))
+            .map(|r| (r.user.clone(), r.seq, r.state))
             .collect();
-        if states[0].1 == RecipientState::Delivered {
+        if states[0].2 == RecipientState::Delivered {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
         states,
         vec![
-            ("u1".to_string(), RecipientState::Delivered),
-            ("u2".to_string(), RecipientState::Acked)
+            ("u1".to_string(), 1, RecipientState::Delivered),
+            ("u2".to_string(), 1, RecipientState::Acked)
         ]
     );
+    let status = store.status(&later.id).await.unwrap().unwrap();
+    assert_eq!(status.recipients[0].state, RecipientState::Acked);
     assert!(store.status("missing").await.unwrap().is_none());
 }
 
+/// The same key returns the same id, across submits and within one batch.
 pub async fn idempotency(store: &dyn MessageStore) {
-    let first = store
-        .submit(msg(&["i1"], "1", Some("k1"), 60))
-        .await
-        .unwrap();
-    let again = store
-        .submit(msg(&["i1"], "1", Some("k1"), 60))
-        .await
-        .unwrap();
+    let first = one(store, msg(&["i1"], "1", Some("k1"), 60)).await;
+    let again = one(store, msg(&["i1"], "1", Some("k1"), 60)).await;
     assert!(matches!(again, Submitted::Duplicate { .. }));
     assert_eq!(first.id(), again.id());
-    assert_eq!(store.pending("i1", 0, 10).await.unwrap().items.len(), 1);
+    let (results, batch) = submit(
+        store,
+        vec![
+            msg(&["i1"], "2", Some("k2"), 60),
+            msg(&["i1"], "2", Some("k2"), 60),
+            msg(&["i1"], "3", Some("k1"), 60),
+        ],
+    )
+    .await;
+    let r: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    assert!(matches!(r[0], Submitted::New(_)));
+    assert!(matches!(&r[1], Submitted::Duplicate { id } if id == r[0].id()));
+    assert!(matches!(&r[2], Submitted::Duplicate { id } if id == first.id()));
+    assert_eq!(batch.map(|b| b.messages.len()), Some(1));
+    assert_eq!(seqs(&store.pending("i1", 0, 10).await.unwrap()), [1, 2]);
+    let (_, dup_only) = submit(store, vec![msg(&["i1"], "1", Some("k1"), 60)]).await;
+    assert!(dup_only.is_none(), "nothing new, nothing to dispatch");
 }
 
-pub async fn expiry(store: &dyn MessageStore) {
-    let m = stored(
-        &store
-            .submit(msg(&["e1", "e2"], "1", None, 1))
-            .await
-            .unwrap(),
-    );
-    store.ack("e2", &m.id).await.unwrap();
-    let later = m.expires_at_ms + 1;
-    assert_eq!(store.expire(later).await.unwrap(), 1);
-    assert_eq!(store.expire(later).await.unwrap(), 0);
-    let status = store.status(&m.id).await.unwrap().unwrap();
-    assert_eq!(status.recipients[0].state, RecipientState::Expired);
-    assert_eq!(status.recipients[1].state, RecipientState::Acked);
-    assert_eq!(
-        store.ack("e1", &m.id).await.unwrap(),
-        AckOutcome::AlreadyFinal
-    );
-}
-
-pub async fn purge_after_retention(store: &dyn MessageStore, retention_ms: u64) {
-    let m = stored(
-        &store
-            .submit(msg(&["p1", "p2"], "1", Some("pk"), 1))
-            .await
-            .unwrap(),
-    );
-    store.ack("p2", &m.id).await.unwrap();
-    let later = m.expires_at_ms + 1;
-    assert_eq!(store.expire(later).await.unwrap(), 1);
-    assert!(
-        store.status(&m.id).await.unwrap().is_some(),
-        "kept for the retention"
-    );
-    // Purged after the retention: the id is gone and the key may be reused.
-    store.expire(later + retention_ms + 1).await.unwrap();
-    assert!(store.status(&m.id).await.unwrap().is_none());
-    assert_eq!(store.ack("p1", &m.id).await.unwrap(), AckOutcome::Unknown);
-    let again = store
-        .submit(msg(&["p1"], "1", Some("pk"), 60))
+/// A batch is leased to its submitter for the hand-off lease, then any worker claims it,
+/// once per lease; completing clears it.
+pub async fn outbox(store: &dyn MessageStore) {
+    let (_, batch) = submit(store, vec![msg(&["o1", "o2"], "1", None, 60)]).await;
+    let batch = batch.unwrap();
+    let read = store.outbox_batch(&batch.id).await.unwrap().unwrap();
+    assert_eq!(read.messages.len(), 1);
+    assert_eq!(read.messages[0].recipients, batch.messages[0].recipients);
+    assert_eq!(read.messages[0].payload.as_str(), "1");
+    // The test store's hand-off lease is zero: claimable at once, then held by the claimer.
+    let claimed = store
+        .claim_outbox("worker-1", Duration::from_secs(60), 10)
         .await
         .unwrap();
-    assert!(matches!(again, Submitted::New(_)));
-    assert_ne!(again.id(), m.id);
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, batch.id);
+    assert_eq!(claimed[0].messages[0].id, batch.messages[0].id);
+    assert!(
+        store
+            .claim_outbox("worker-2", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    store
+        .complete_outbox(std::slice::from_ref(&batch.id))
+        .await
+        .unwrap();
+    assert!(store.outbox_batch(&batch.id).await.unwrap().is_none());
+    store.complete_outbox(&[batch.id]).await.unwrap(); // again: nothing to do
 }
 
-/// The backlog lists acked messages too (another device may not have them), in seq order,
-/// and forgets them once the message is purged.
-pub async fn backlog_includes_acked(store: &dyn MessageStore, retention_ms: u64) {
-    let a = stored(&store.submit(msg(&["b1"], "1", None, 1)).await.unwrap());
-    let b = stored(&store.submit(msg(&["b1"], "2", None, 1)).await.unwrap());
-    assert_eq!(store.ack("b1", &a.id).await.unwrap(), AckOutcome::Acked);
-    let pending: Vec<_> = store.pending("b1", 0, 10).await.unwrap().items;
-    assert_eq!(pending.iter().map(|p| p.seq).collect::<Vec<_>>(), [2]);
+/// Expired messages are skipped by reads at once, purged (with their key) after retention.
+pub async fn expiry_and_purge(store: &dyn MessageStore, retention_ms: u64) {
+    let m = new(store, msg(&["p1", "p2"], "1", Some("pk"), 1)).await;
+    let kept = new(store, msg(&["p1"], "2", None, 600)).await;
+    store.ack("p2", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(
+        m.expires_at_ms.saturating_sub(now_ms()) + 20,
+    ))
+    .await;
+    assert_eq!(
+        seqs(&store.backlog("p1", 0, 10).await.unwrap()),
+        [2],
+        "expired: not replayed"
+    );
+    let status = store.status(&m.id).await.unwrap().unwrap();
+    let states: Vec<_> = status.recipients.iter().map(|r| r.state).collect();
+    assert_eq!(states, [RecipientState::Expired, RecipientState::Acked]);
+    assert_eq!(
+        store.expire(now_ms()).await.unwrap(),
+        0,
+        "kept for the retention"
+    );
+    assert!(store.status(&m.id).await.unwrap().is_some());
+    let later = m.expires_at_ms + retention_ms + 1;
+    assert_eq!(store.expire(later).await.unwrap(), 1);
+    assert!(store.status(&m.id).await.unwrap().is_none());
+    assert!(store.status(&kept.id).await.unwrap().is_some());
+    // The key is free again, and seqs never go back.
+    let again = new(store, msg(&["p2"], "1", Some("pk"), 60)).await;
+    assert_ne!(again.id, m.id);
+    assert_eq!(again.recipients, vec![("p2".into(), 2)]);
+}
+
+/// The backlog lists acked messages too (another device may not have them), in seq order.
+pub async fn backlog_includes_acked(store: &dyn MessageStore) {
+    let a = new(store, msg(&["b1"], "1", None, 60)).await;
+    let b = new(store, msg(&["b1"], "2", None, 60)).await;
+    assert_eq!(store.ack("b1", 1).await.unwrap(), AckOutcome::Acked);
+    assert_eq!(seqs(&store.pending("b1", 0, 10).await.unwrap()), [2]);
     let backlog = store.backlog("b1", 0, 10).await.unwrap();
     let ids: Vec<_> = backlog
         .items
@@ -161,13 +246,26 @@ pub async fn backlog_includes_acked(store: &dyn MessageStore, retention_ms: u64)
         .collect();
     assert_eq!(ids, vec![(a.id.clone(), 1), (b.id.clone(), 2)]);
     assert_eq!(backlog.high_seq, 2);
-    assert_eq!(store.backlog("b1", 1, 10).await.unwrap().items.len(), 1);
-    assert_eq!(store.backlog("b1", 0, 1).await.unwrap().items.len(), 1);
-    // Expired messages are not replayed; purged ones are gone from the index.
-    let later = b.expires_at_ms.max(a.expires_at_ms) + 1;
-    store.expire(later).await.unwrap();
-    store.expire(later + retention_ms + 1).await.unwrap();
-    assert!(store.backlog("b1", 0, 10).await.unwrap().items.is_empty());
+    assert_eq!(seqs(&store.backlog("b1", 1, 10).await.unwrap()), [2]);
+    assert_eq!(seqs(&store.backlog("b1", 0, 1).await.unwrap()), [1]);
+}
+
+/// One message to many users: every user's first seq, each finds it; small and large
+/// messages read back the same.
+pub async fn fan_out(store: &dyn MessageStore, users: usize) {
+    let names: Vec<String> = (0..users).map(|i| format!("f{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let big = format!("\"{}\"", "x".repeat(20_000));
+    let m = new(store, msg(&refs, &big, None, 60)).await;
+    assert_eq!(m.recipients.len(), users);
+    assert!(m.recipients.iter().all(|(_, s)| *s == 1));
+    for u in [&names[0], &names[users / 2], &names[users - 1]] {
+        let page = store.pending(u, 0, 10).await.unwrap();
+        assert_eq!(seqs(&page), [1], "{u}");
+        assert_eq!(page.items[0].payload.as_str(), big);
+    }
+    let status = store.status(&m.id).await.unwrap().unwrap();
+    assert_eq!(status.recipients.len(), users);
 }
 
 fn device(user: &str, token: &str, topic: Option<&str>) -> NewDevice {
@@ -218,7 +316,7 @@ pub async fn devices(store: &dyn MessageStore) {
     assert_eq!(dead.dead_at_ms, Some(at));
     assert!(!store.mark_device_dead(&"ff".repeat(32), at).await.unwrap());
     // Registering again revives it; a token moving to another user leaves the first.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     store.put_device(device("du2", &t2, None)).await.unwrap();
     let moved = store.devices("du2").await.unwrap();
     assert_eq!(moved.len(), 1);
@@ -241,16 +339,27 @@ pub async fn mobile_records(store: &dyn MessageStore, retention_ms: u64) {
         "to": ["mu"], "payload": 1, "ttl_secs": 1, "mobile": "always",
         "notification": {"title": "T", "badge": 2},
     });
-    let new = parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap();
-    let m = stored(&store.submit(new).await.unwrap());
+    let n = parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap();
+    let m = new(store, n).await;
     assert_eq!(m.mobile, Mobile::Always);
     let n = m.notification.as_deref().unwrap();
     assert_eq!((n.title.as_deref(), n.badge), (Some("T"), Some(2)));
-    let plain = stored(&store.submit(msg(&["mu"], "1", None, 60)).await.unwrap());
+    let plain = new(store, msg(&["mu"], "1", None, 60)).await;
     assert_eq!(
         (plain.mobile, plain.notification.is_none()),
         (Mobile::Offline, true)
     );
+    let from_outbox = store
+        .claim_outbox("w", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let again = from_outbox
+        .iter()
+        .flat_map(|b| &b.messages)
+        .find(|x| x.id == m.id)
+        .expect("in the outbox");
+    assert_eq!(again.notification.as_deref().and_then(|n| n.badge), Some(2));
+    assert_eq!(again.mobile, Mobile::Always);
 
     let (t1, t2) = ("d1".repeat(32), "0e".repeat(32));
     let mut r1 = record(&m.id, "mu", &t1);
@@ -303,9 +412,10 @@ pub async fn mobile_records(store: &dyn MessageStore, retention_ms: u64) {
     );
 
     // Purged with the message.
-    let later = m.expires_at_ms + 1;
-    store.expire(later).await.unwrap();
-    store.expire(later + retention_ms + 1).await.unwrap();
+    store
+        .expire(m.expires_at_ms + retention_ms + 1)
+        .await
+        .unwrap();
     assert!(store.status(&m.id).await.unwrap().is_none());
     assert!(store.claim_mobile(&record(&m.id, "mu", &t1)).await.unwrap());
 }
@@ -316,8 +426,8 @@ pub async fn retryable_mobile(store: &dyn MessageStore) {
     let body = serde_json::json!({
         "to": ["ru"], "payload": 1, "mobile": "always", "notification": {"title": "R"},
     });
-    let new = parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap();
-    let m = stored(&store.submit(new).await.unwrap());
+    let n = parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap();
+    let m = new(store, n).await;
     let (t1, t2, t3) = ("a1".repeat(32), "b2".repeat(32), "c3".repeat(32));
     // t1: the proxy was down (reason set). t2: claimed, sender died (no reason). t3: accepted.
     let mut r1 = record(&m.id, "ru", &t1);

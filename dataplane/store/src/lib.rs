@@ -1,11 +1,18 @@
 //! Message storage.
 //!
-//! - [`MessageStore`]: what the data plane needs from storage — accept a message durably
-//!   (assigning per-user sequence numbers and honouring idempotency keys), list a user's pending
-//!   messages in order, record deliveries and acks, expire, and report status.
+//! - [`MessageStore`]: what the data plane needs from storage — accept a batch of messages
+//!   in one durable write (messages, each recipient's per-user `seq`, and a *to-dispatch*
+//!   mark: the [outbox](outbox)), hand out and clear outbox batches, list a user's messages
+//!   in order, record per-user **watermarks** (acked-through and delivered-through seqs: acks
+//!   are cumulative), expire, and report status.
+//! - [`outbox`]: the batches accepted but not yet dispatched, claimed by dispatch workers
+//!   with a lease.
 //! - [`redb`]: the embedded, crash-safe implementation behind `pushd standalone`.
-//!
 //! - [`mongo`]: the cluster's implementation on MongoDB.
+//!
+//! Per-recipient durable state is one index entry `(user, seq) → message`, written with the
+//! message; a recipient's state (pending, delivered, acked, expired) is derived from its seq,
+//! the user's watermarks and the message's expiry, never written per delivery.
 //!
 //! Besides messages, the store keeps users' mobile devices (`POST /v1/devices`) and one
 //! [`MobileRecord`] per (message, device) notification, claimed before sending so a
@@ -18,12 +25,15 @@ use async_trait::async_trait;
 use pushcluster_proto::api::{
     Device, MessageStatus, Mobile, MobileRecord, NewDevice, NewMessage, Notification,
 };
-use serde_json::value::RawValue;
 
 #[cfg(test)]
 mod conformance;
 pub mod mongo;
+pub mod outbox;
 pub mod redb;
+
+pub use outbox::{BatchId, OutboxBatch};
+pub use pushcluster_proto::payload::Payload;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -63,7 +73,7 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     pub id: String,
-    pub payload: Arc<RawValue>,
+    pub payload: Payload,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     /// (user, seq) in recipient order.
@@ -86,7 +96,9 @@ pub enum DeviceSaved {
 /// Outcome of [`MessageStore::submit`].
 #[derive(Debug, Clone)]
 pub enum Submitted {
-    /// Newly stored: hand it to dispatch.
+    /// Newly stored. Its recipients' seqs are final in the ready batch
+    /// ([`Accepted::batch`]): a store shared by several accepting nodes may move a seq that
+    /// another node took before the batch is ready.
     New(StoredMessage),
     /// The idempotency key matched an earlier message: nothing new to deliver.
     Duplicate { id: String },
@@ -106,7 +118,7 @@ impl Submitted {
 pub struct Pending {
     pub id: String,
     pub seq: u64,
-    pub payload: Arc<RawValue>,
+    pub payload: Payload,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
 }
@@ -114,43 +126,69 @@ pub struct Pending {
 /// A page of a user's pending messages.
 #[derive(Debug, Clone, Default)]
 pub struct PendingPage {
-    /// Unacked, unexpired messages with `seq > after`, in seq order.
+    /// Unexpired messages with `seq > after` (unacked ones only, for [`MessageStore::pending`]),
+    /// in seq order.
     pub items: Vec<Pending>,
-    /// The highest seq ever assigned to the user when the page was read. Every message with a
-    /// seq at or below it is either in some page or already acked/expired.
+    /// A seq every message at or below which is in this page, an earlier one, acked (for
+    /// `pending`) or expired: a reader that has everything up to it may move its position
+    /// there. The highest seq assigned to the user when the page was read, where the store
+    /// can prove nothing below it is still being written; otherwise the page's last seq.
     pub high_seq: u64,
 }
 
 /// Outcome of an ack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
+    /// The user's acked-through watermark moved up to the acked seq.
     Acked,
-    /// Already acked or expired: nothing changed.
+    /// The watermark was at or above it already: nothing changed.
     AlreadyFinal,
-    /// No such message for this user.
-    Unknown,
 }
 
-/// Storage used by collect (submit, status), push (pending, delivered, ack) and the sweeper.
+/// Storage used by collect (submit, status), dispatch (the outbox), push (reads, watermarks)
+/// and the sweeper.
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
-    /// Stores a message durably; returns only once it survives a crash.
-    async fn submit(&self, msg: NewMessage) -> Result<Submitted>;
-    /// Up to `limit` pending messages of `user` with `seq > after`, in order.
+    /// Accepts `batch` in one durable write — the messages, every recipient's next seq (per
+    /// user, in batch order, no gaps, no duplicates) and the batch's outbox mark — and returns
+    /// only once it survives a crash, one result per message in order, with the outbox batch
+    /// holding the new ones (`None` when every message was a duplicate).
+    ///
+    /// An `Err` of the whole means nothing was accepted. A per-message `Err` means that
+    /// message's fate is not known yet (its completion failed half-way); a retry with the same
+    /// idempotency key finds it or stores it, never both.
+    async fn submit(&self, batch: Vec<NewMessage>) -> Result<Accepted>;
+
+    /// Up to `limit` outbox batches that no worker holds (never claimed, or their lease ran
+    /// out), now leased to `owner` until `lease` from now.
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxBatch>>;
+    /// One outbox batch, if still marked (a worker was told about it by the accepting node).
+    async fn outbox_batch(&self, id: &BatchId) -> Result<Option<OutboxBatch>>;
+    /// Clears the marks of dispatched batches (unknown ids are ignored).
+    async fn complete_outbox(&self, ids: &[BatchId]) -> Result<()>;
+
+    /// Up to `limit` unacked, unexpired messages of `user` with `seq > after`, in order:
+    /// what a device without a position of its own needs.
     async fn pending(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage>;
     /// Up to `limit` unexpired messages of `user` with `seq > after`, acked or not, in order:
     /// what one device that has seen everything up to `after` still needs, whatever the
-    /// user's other devices acked. Acks are per user; this is what makes resuming per device.
+    /// user's other devices acked.
     async fn backlog(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage>;
-    /// Records that the message was written to one of the user's sockets. Buffered: the
-    /// status is advisory, redelivery is driven by acks.
-    async fn mark_delivered(&self, id: &str, user: &str) -> Result<()>;
-    /// Records the user's ack; the message will not be redelivered to that user.
-    async fn ack(&self, user: &str, id: &str) -> Result<AckOutcome>;
+    /// Records that everything of `user` up to `seq` was written to one of their sockets.
+    /// Buffered and coalesced: the status is advisory, redelivery is driven by acks.
+    async fn mark_delivered(&self, user: &str, seq: u64) -> Result<()>;
+    /// Records the user's cumulative ack of everything up to `seq`: none of it is in
+    /// [`MessageStore::pending`] any more. Acks of many connections share one write.
+    async fn ack(&self, user: &str, seq: u64) -> Result<AckOutcome>;
     /// Per-recipient status, or `None` for an unknown (or purged) id.
     async fn status(&self, id: &str) -> Result<Option<MessageStatus>>;
-    /// Marks recipients of messages expired at `now_ms` as expired and purges old records.
-    /// Returns how many recipients expired.
+    /// Purges the records of messages whose retention (expiry + the store's retention) ended
+    /// by `now_ms`; returns how many. Expired messages are skipped by reads before that.
     async fn expire(&self, now_ms: u64) -> Result<u64>;
 
     /// Registers a device token (for its user), or updates it; a dead token is live again.
@@ -175,6 +213,72 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Takes a listed notification for another round: `true` for one caller only (its
     /// `updated_at_ms` still matches and it is still `pending`), which moves it to `now_ms`.
     async fn retake_mobile(&self, record: &MobileRecord, now_ms: u64) -> Result<bool>;
+}
+
+/// What [`MessageStore::submit`] accepted.
+#[derive(Debug)]
+pub struct Accepted {
+    /// One per submitted message, in order.
+    pub results: Vec<Result<Submitted>>,
+    /// The outbox batch of the new messages, for dispatch once it may be dispatched.
+    pub batch: BatchReady,
+}
+
+impl Accepted {
+    /// The one result of a single-message submit.
+    pub fn single(self) -> Result<Submitted> {
+        self.results
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(Error::Corrupt("no result for a submitted message".into())))
+    }
+}
+
+/// When an accepted batch may be handed to dispatch: at once (the embedded store writes
+/// everything in the accepting transaction), or once the store has written the rows replays
+/// read (MongoDB: they follow the durable outbox write, and dispatching before them would let
+/// a reconnecting client miss a message). The batch is leased to the caller's dispatch for a
+/// short while; a batch that never becomes ready (its completion failed) is claimed by a
+/// worker when the lease runs out.
+#[derive(Debug, Default)]
+pub struct BatchReady(Ready);
+
+#[derive(Debug, Default)]
+enum Ready {
+    /// Nothing new to dispatch.
+    #[default]
+    None,
+    Now(OutboxBatch),
+    Later(tokio::sync::oneshot::Receiver<OutboxBatch>),
+}
+
+impl BatchReady {
+    pub fn now(batch: Option<OutboxBatch>) -> BatchReady {
+        BatchReady(batch.map_or(Ready::None, Ready::Now))
+    }
+
+    pub fn later(rx: tokio::sync::oneshot::Receiver<OutboxBatch>) -> BatchReady {
+        BatchReady(Ready::Later(rx))
+    }
+
+    /// The batch if it is ready now (`Ok`), or what to wait on (`Err`).
+    pub fn try_now(self) -> std::result::Result<Option<OutboxBatch>, BatchReady> {
+        match self.0 {
+            Ready::None => Ok(None),
+            Ready::Now(b) => Ok(Some(b)),
+            later => Err(BatchReady(later)),
+        }
+    }
+
+    /// The batch once it may be dispatched; `None` if there is none or it never will be
+    /// (left to its lease).
+    pub async fn wait(self) -> Option<OutboxBatch> {
+        match self.0 {
+            Ready::None => None,
+            Ready::Now(b) => Some(b),
+            Ready::Later(rx) => rx.await.ok(),
+        }
+    }
 }
 
 /// A mobile notification to send again (see [`MessageStore::retryable_mobile`]).

@@ -5,8 +5,14 @@
 //! actively maintained with a stable file format. See `docs/storage.md`.
 //!
 //! All writes go through one writer thread that applies every queued operation in a single
-//! transaction and commits once (group commit): one fsync covers many submits, deliveries and
-//! acks. Reads use their own read transactions on the blocking pool.
+//! transaction and commits once (group commit): one fsync covers many submits, acks and
+//! outbox updates, and the users' watermarks touched by a commit are written once each.
+//! Reads use their own read transactions on the blocking pool.
+//!
+//! Per message: its record, its recipient list, one index entry per recipient, a purge
+//! entry; per batch: one outbox entry; per user: one row of counters (highest seq,
+//! acked-through, delivered-through), kept after the user's messages are purged so seqs
+//! never go back.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,40 +20,37 @@ use std::sync::mpsc;
 
 use async_trait::async_trait;
 use pushcluster_proto::api::{
-    Device, MessageStatus, Mobile, MobileRecord, NewDevice, NewMessage, Notification,
-    RecipientState, RecipientStatus,
+    Device, MessageStatus, MobileRecord, NewDevice, NewMessage, RecipientState, RecipientStatus,
 };
 use pushcluster_proto::delivery::now_ms;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::{
-    AckOutcome, DeviceSaved, Error, MessageStore, Pending, PendingPage, Result, RetryMobile,
-    Submitted,
+    Accepted, AckOutcome, BatchId, DeviceSaved, Error, MessageStore, OutboxBatch, Pending,
+    PendingPage, Result, RetryMobile, StoredMessage,
 };
 
+mod codec;
 mod devices;
 mod ops;
 
-/// id → [`Record`] as JSON.
-const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+use codec::Record;
+
+/// id → [`Record`] (times, metadata, payload).
+const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("v2.messages");
+/// id → the message's recipients and their seqs.
+const RECIPIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("v2.recipients");
 /// idempotency key → id.
-const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
-/// user → highest seq assigned.
-const USER_SEQ: TableDefinition<&str, u64> = TableDefinition::new("user_seq");
-/// (user, seq) → id, for messages the user has neither acked nor let expire.
-const INBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("inbox");
-/// (user, seq) → id, for every message of the user until it is purged (acked or not): what a
-/// device resuming from a seq still needs, whatever the user's other devices acked.
-const HISTORY: TableDefinition<(&str, u64), &str> = TableDefinition::new("history");
-/// (id, user) → (seq, state).
-const RECIPIENTS: TableDefinition<(&str, &str), (u64, u8)> = TableDefinition::new("recipients");
-/// (expires_at_ms, id) for messages not yet expired.
-const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
-/// (purge_at_ms, id) for expired messages whose status is still kept.
-const PURGE: TableDefinition<(u64, &str), ()> = TableDefinition::new("purge");
+const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("v2.idempotency");
+/// user → (highest seq assigned, acked through, delivered through).
+const USERS: TableDefinition<&str, (u64, u64, u64)> = TableDefinition::new("v2.users");
+/// (user, seq) → id, for every message of the user until it is purged.
+const INDEX: TableDefinition<(&str, u64), &str> = TableDefinition::new("v2.index");
+/// batch id → lease end and message ids: accepted, not yet dispatched.
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("v2.outbox");
+/// (purge_at_ms, id): when each message's retention ends (its expiry + the retention).
+const PURGE: TableDefinition<(u64, &str), ()> = TableDefinition::new("v2.purge");
 /// device token → [`Device`] as JSON.
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 /// (user, device token), to list a user's devices.
@@ -55,35 +58,18 @@ const USER_DEVICES: TableDefinition<(&str, &str), ()> = TableDefinition::new("us
 /// (message id, device token) → [`MobileRecord`] as JSON; purged with the message.
 const MOBILE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mobile");
 
-/// A stored message.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    created_at_ms: u64,
-    expires_at_ms: u64,
-    payload: Box<RawValue>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    idempotency_key: Option<String>,
-    to: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    notification: Option<Notification>,
-    #[serde(default)]
-    mobile: Mobile,
-}
-
-impl Record {
-    fn decode(id: &str, bytes: &[u8]) -> Result<Record> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("message {id}: {e}")))
-    }
-}
-
 /// How long the status of an expired message stays readable before it is purged.
 const DEFAULT_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
+/// A user's counters: `(high, acked, delivered)`.
+type Marks = (u64, u64, u64);
 
 /// The redb-backed [`MessageStore`].
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
     writer: mpsc::Sender<ops::Job>,
+    lease: crate::outbox::HandoffLease,
 }
 
 impl RedbStore {
@@ -101,11 +87,23 @@ impl RedbStore {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer_db = db.clone();
+        let lease = crate::outbox::HandoffLease::default();
+        let writer_lease = lease.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || ops::writer_loop(&writer_db, rx, DEFAULT_RETENTION_MS))
+            .spawn(move || ops::writer_loop(&writer_db, rx, DEFAULT_RETENTION_MS, writer_lease))
             .map_err(|e| open_err(Box::new(e)))?;
-        Ok(RedbStore { db, writer: tx })
+        Ok(RedbStore {
+            db,
+            writer: tx,
+            lease,
+        })
+    }
+
+    /// How long an accepted batch stays leased to the submitter's dispatch (see
+    /// [`HANDOFF_LEASE`](crate::outbox::HANDOFF_LEASE)).
+    pub fn set_handoff_lease(&self, lease: std::time::Duration) {
+        self.lease.set(lease);
     }
 
     async fn write<T: Send + 'static>(
@@ -123,6 +121,17 @@ impl RedbStore {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Queues a write nobody waits for.
+    fn write_unawaited(&self, op: ops::Op) -> Result<()> {
+        let (tx, _rx) = oneshot::channel();
+        self.writer
+            .send(ops::Job {
+                op,
+                reply: ops::Reply::Unit(tx),
+            })
+            .map_err(|_| Error::Closed)
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
@@ -136,28 +145,30 @@ impl RedbStore {
         .map_err(|_| Error::Closed)?
     }
 
-    /// Up to `limit` unexpired messages of `user` with `seq > after` listed in `index`.
+    /// Up to `limit` unexpired messages of `user` with `seq > after` (and above the user's
+    /// acked-through watermark when `unacked_only`).
     async fn page(
         &self,
-        index: TableDefinition<'static, (&'static str, u64), &'static str>,
         user: &str,
         after: u64,
         limit: usize,
+        unacked_only: bool,
     ) -> Result<PendingPage> {
         let user = user.to_owned();
         self.read(move |txn| {
-            let seqs = txn.open_table(USER_SEQ).map_err(Error::backend)?;
-            let high_seq = seqs
-                .get(user.as_str())
-                .map_err(Error::backend)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            let index_table = txn.open_table(index).map_err(Error::backend)?;
+            let (high_seq, acked, _) =
+                marks(&txn.open_table(USERS).map_err(Error::backend)?, &user)?;
+            let after = if unacked_only {
+                after.max(acked)
+            } else {
+                after
+            };
+            let index = txn.open_table(INDEX).map_err(Error::backend)?;
             let messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
             let now = now_ms();
             let mut items = Vec::new();
             let start = after.saturating_add(1);
-            for entry in index_table
+            for entry in index
                 .range((user.as_str(), start)..=(user.as_str(), u64::MAX))
                 .map_err(Error::backend)?
             {
@@ -169,16 +180,17 @@ impl RedbStore {
                 let Some(bytes) = messages.get(id.as_str()).map_err(Error::backend)? else {
                     continue;
                 };
-                let rec = Record::decode(&id, bytes.value())?;
-                if rec.expires_at_ms <= now {
+                let (created_at_ms, expires_at_ms, payload) =
+                    Record::decode_light(&id, bytes.value())?;
+                if expires_at_ms <= now {
                     continue;
                 }
                 items.push(Pending {
                     id,
                     seq,
-                    payload: Arc::from(rec.payload),
-                    created_at_ms: rec.created_at_ms,
-                    expires_at_ms: rec.expires_at_ms,
+                    payload,
+                    created_at_ms,
+                    expires_at_ms,
                 });
             }
             Ok(PendingPage { items, high_seq })
@@ -187,14 +199,67 @@ impl RedbStore {
     }
 }
 
+/// A user's counters, zero for a user never seen.
+fn marks(
+    users: &impl redb::ReadableTable<&'static str, (u64, u64, u64)>,
+    user: &str,
+) -> Result<Marks> {
+    Ok(users
+        .get(user)
+        .map_err(Error::backend)?
+        .map(|v| v.value())
+        .unwrap_or_default())
+}
+
+/// A stored message as dispatch needs it, read from `messages` and `recipients`.
+fn load_message(
+    messages: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    recipients: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<StoredMessage>> {
+    let Some(bytes) = messages.get(id).map_err(Error::backend)? else {
+        return Ok(None);
+    };
+    let rec = Record::decode(id, bytes.value())?;
+    let list = match recipients.get(id).map_err(Error::backend)? {
+        Some(b) => codec::decode_recipients(id, b.value())?,
+        None => Vec::new(),
+    };
+    Ok(Some(StoredMessage {
+        id: id.to_owned(),
+        payload: rec.payload,
+        created_at_ms: rec.created_at_ms,
+        expires_at_ms: rec.expires_at_ms,
+        recipients: list,
+        notification: rec.meta.notification.map(Arc::new),
+        mobile: rec.meta.mobile,
+    }))
+}
+
+/// The messages of an outbox entry that still exist.
+fn load_batch(
+    messages: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    recipients: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+    ids: &[String],
+) -> Result<OutboxBatch> {
+    let mut out = Vec::with_capacity(ids.len());
+    for m in ids {
+        out.extend(load_message(messages, recipients, m)?);
+    }
+    Ok(OutboxBatch {
+        id: BatchId(id.to_owned()),
+        messages: out,
+    })
+}
+
 fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(MESSAGES)?;
-    txn.open_table(IDEMPOTENCY)?;
-    txn.open_table(USER_SEQ)?;
-    txn.open_table(INBOX)?;
-    txn.open_table(HISTORY)?;
     txn.open_table(RECIPIENTS)?;
-    txn.open_table(EXPIRY)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(USERS)?;
+    txn.open_table(INDEX)?;
+    txn.open_table(OUTBOX)?;
     txn.open_table(PURGE)?;
     txn.open_table(DEVICES)?;
     txn.open_table(USER_DEVICES)?;
@@ -204,36 +269,63 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
 
 #[async_trait]
 impl MessageStore for RedbStore {
-    async fn submit(&self, msg: NewMessage) -> Result<Submitted> {
-        self.write(ops::Op::Submit(msg), ops::Reply::Submit).await
+    async fn submit(&self, batch: Vec<NewMessage>) -> Result<Accepted> {
+        self.write(ops::Op::Submit(batch), ops::Reply::Submit).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        _owner: &str,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxBatch>> {
+        // One process owns the file: the owner is implied, only the lease matters.
+        let op = ops::Op::ClaimOutbox {
+            lease_ms: lease.as_millis() as u64,
+            limit,
+        };
+        self.write(op, ops::Reply::Batches).await
+    }
+
+    async fn outbox_batch(&self, id: &BatchId) -> Result<Option<OutboxBatch>> {
+        let id = id.0.clone();
+        self.read(move |txn| {
+            let outbox = txn.open_table(OUTBOX).map_err(Error::backend)?;
+            let Some(v) = outbox.get(id.as_str()).map_err(Error::backend)? else {
+                return Ok(None);
+            };
+            let (_, ids) = codec::decode_outbox(&id, v.value())?;
+            let messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
+            let recipients = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
+            load_batch(&messages, &recipients, &id, &ids).map(Some)
+        })
+        .await
+    }
+
+    async fn complete_outbox(&self, ids: &[BatchId]) -> Result<()> {
+        self.write(ops::Op::CompleteOutbox(ids.to_vec()), ops::Reply::Unit)
+            .await
     }
 
     async fn pending(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
-        self.page(INBOX, user, after, limit).await
+        self.page(user, after, limit, true).await
     }
 
     async fn backlog(&self, user: &str, after: u64, limit: usize) -> Result<PendingPage> {
-        self.page(HISTORY, user, after, limit).await
+        self.page(user, after, limit, false).await
     }
 
-    async fn mark_delivered(&self, id: &str, user: &str) -> Result<()> {
-        // Buffered: do not wait for the commit.
-        let (tx, _rx) = oneshot::channel();
-        self.writer
-            .send(ops::Job {
-                op: ops::Op::Delivered {
-                    id: id.to_owned(),
-                    user: user.to_owned(),
-                },
-                reply: ops::Reply::Unit(tx),
-            })
-            .map_err(|_| Error::Closed)
-    }
-
-    async fn ack(&self, user: &str, id: &str) -> Result<AckOutcome> {
-        let op = ops::Op::Ack {
-            id: id.to_owned(),
+    async fn mark_delivered(&self, user: &str, seq: u64) -> Result<()> {
+        self.write_unawaited(ops::Op::Delivered {
             user: user.to_owned(),
+            seq,
+        })
+    }
+
+    async fn ack(&self, user: &str, seq: u64) -> Result<AckOutcome> {
+        let op = ops::Op::Ack {
+            user: user.to_owned(),
+            seq,
         };
         self.write(op, ops::Reply::Ack).await
     }
@@ -246,24 +338,22 @@ impl MessageStore for RedbStore {
                 return Ok(None);
             };
             let rec = Record::decode(&id, bytes.value())?;
-            let rcpts = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
+            let list = match txn
+                .open_table(RECIPIENTS)
+                .map_err(Error::backend)?
+                .get(id.as_str())
+                .map_err(Error::backend)?
+            {
+                Some(b) => codec::decode_recipients(&id, b.value())?,
+                None => Vec::new(),
+            };
+            let users = txn.open_table(USERS).map_err(Error::backend)?;
             let now = now_ms();
-            let mut recipients = Vec::with_capacity(rec.to.len());
-            for user in &rec.to {
-                let Some(v) = rcpts
-                    .get((id.as_str(), user.as_str()))
-                    .map_err(Error::backend)?
-                else {
-                    continue;
-                };
-                let (seq, state) = v.value();
-                let state = RecipientState::from_u8(state)
-                    .ok_or_else(|| Error::Corrupt(format!("state {state} of {id}/{user}")))?;
-                recipients.push(RecipientStatus {
-                    user: user.clone(),
-                    seq,
-                    state: state.at(rec.expires_at_ms, now),
-                });
+            let mut recipients = Vec::with_capacity(list.len());
+            for (user, seq) in list {
+                let (_, acked, delivered) = marks(&users, &user)?;
+                let state = RecipientState::derive(seq, acked, delivered, rec.expires_at_ms, now);
+                recipients.push(RecipientStatus { user, seq, state });
             }
             let mobile = devices::mobile_records(txn, &id)?;
             Ok(Some(MessageStatus {
@@ -278,6 +368,7 @@ impl MessageStore for RedbStore {
     }
 
     async fn expire(&self, now_ms: u64) -> Result<u64> {
+        // Expired messages are skipped by reads already; this purges old ones.
         self.write(ops::Op::Expire { now_ms }, ops::Reply::Count)
             .await
     }

@@ -66,12 +66,15 @@ pub struct Metrics {
     pub messages_accepted: Counter,
     /// Message frames written to a client socket (one per device).
     pub messages_delivered: Counter,
-    /// First acks of a (message, user).
+    /// Acks that moved a user's acked-through watermark.
     pub messages_acked: Counter,
-    /// (message, user) pairs that expired unacked.
+    /// Messages purged after their retention.
     pub messages_expired: Counter,
     /// Connections closed because their send queue overflowed.
     pub queue_overflows: Counter,
+    /// Live deliveries dropped because the store has no such message for the user (a node
+    /// never moves a connection past what the store has).
+    pub untrusted_deliveries: Counter,
     /// Seconds from acceptance to the socket write, per device.
     pub delivery_latency: Histogram,
     /// Storage failures by kind.
@@ -93,6 +96,7 @@ impl Metrics {
             messages_acked: Counter::default(),
             messages_expired: Counter::default(),
             queue_overflows: Counter::default(),
+            untrusted_deliveries: Counter::default(),
             delivery_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
             store_errors: Family::default(),
             stage_seconds: Family::new_with_constructor(stage_histogram),
@@ -120,13 +124,18 @@ impl Metrics {
         );
         r.register(
             "messages_acked",
-            "Messages acked by a recipient",
+            "Acks that moved a user's acked-through watermark",
             m.messages_acked.clone(),
         );
         r.register(
             "messages_expired",
-            "Recipients whose message expired unacked",
+            "Messages purged after their retention",
             m.messages_expired.clone(),
+        );
+        r.register(
+            "untrusted_deliveries",
+            "Live deliveries dropped because the store has no such message for the user",
+            m.untrusted_deliveries.clone(),
         );
         r.register(
             "queue_overflows",

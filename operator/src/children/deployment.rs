@@ -1,5 +1,7 @@
-//! One Deployment per role: `pushd <role>` with the shared ConfigMap, the role's Secrets and
-//! its own ports, probes on `/readyz` and `/healthz`, and (push) the pod IP as node identity.
+//! One Deployment per role: `pushd <role>` with the shared ConfigMap, the role's Secrets (as
+//! files, so rotations need no restart), the internal token and the TLS Secret in every role,
+//! its own ports plus the admin port `metrics` (probes on `/readyz` and `/healthz` there), and
+//! (push) the pod IP as node identity.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +17,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Role, config_map, meta, role_labels, selector, stable_hash};
-use crate::crd::{ApnsEnvironment, AuthSpec, PushCluster, Resources, SecretKeyRef};
+use super::{Role, config_map, internal_token, meta, role_labels, selector, stable_hash};
+use crate::crd::{ADMIN_PORT, ApnsEnvironment, AuthSpec, PushCluster, Resources, SecretKeyRef};
 
 /// Pod template annotation holding a hash of the shared settings: a change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "pushcluster.io/config-hash";
@@ -26,6 +28,13 @@ pub const JWT_DIR: &str = "/etc/pushcluster/jwt";
 pub const JWKS_DIR: &str = "/etc/pushcluster/jwks";
 /// Where dispatch pods see the APNs signing key (`key.p8`) when `spec.apns` is enabled.
 pub const APNS_DIR: &str = "/etc/pushcluster/apns";
+/// Where collect pods see the API key(s) (`key`).
+pub const API_KEY_DIR: &str = "/etc/pushcluster/api-key";
+/// Where every pod sees the internal token (`token`).
+pub const INTERNAL_TOKEN_DIR: &str = "/etc/pushcluster/internal-token";
+/// Where every pod sees the TLS Secret (`tls.crt`, `tls.key`, `ca.crt`) when `spec.security.tls`
+/// is set.
+pub const TLS_DIR: &str = "/etc/pushcluster/tls";
 /// UID/GID of the non-root user in the image.
 pub const RUN_AS: i64 = 65532;
 /// Seconds the pod gets beyond pushd's own `--grace-period` before it is killed.
@@ -71,17 +80,33 @@ fn env_from_field(name: &str, path: &str) -> EnvVar {
 /// The role's own env vars (the shared ones come from the ConfigMap).
 pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
     let s = &pc.spec;
-    let mut v = vec![
-        env("PUSHD_LISTEN", format!("0.0.0.0:{}", role.http_port(pc))),
+    let mut v = Vec::new();
+    if let Some(port) = role.http_port(pc) {
+        v.push(env("PUSHD_LISTEN", format!("0.0.0.0:{port}")));
+    }
+    v.extend([
         env(
             "PUSHD_GRPC_LISTEN",
             format!("0.0.0.0:{}", role.grpc_port(pc)),
         ),
+        env("PUSHD_ADMIN_LISTEN", format!("0.0.0.0:{ADMIN_PORT}")),
         env(
             "PUSHD_GRACE_PERIOD",
             format!("{}s", drain_seconds(pc, role)),
         ),
-    ];
+        env(
+            "PUSHD_INTERNAL_TOKEN_FILE",
+            format!("{INTERNAL_TOKEN_DIR}/token"),
+        ),
+    ]);
+    if let Some(tls) = &s.security.tls {
+        v.push(env("PUSHD_TLS_CERT", format!("{TLS_DIR}/tls.crt")));
+        v.push(env("PUSHD_TLS_KEY", format!("{TLS_DIR}/tls.key")));
+        v.push(env("PUSHD_TLS_CA", format!("{TLS_DIR}/ca.crt")));
+        if let Some(name) = &tls.server_name {
+            v.push(env("PUSHD_TLS_SERVER_NAME", name.clone()));
+        }
+    }
     let redis = |v: &mut Vec<EnvVar>| {
         if let Some(r) = &s.redis.url_secret_ref {
             v.push(env_from_secret("PUSHD_REDIS_URL", r));
@@ -105,10 +130,7 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
                 "PUSHD_MONGODB_URI",
                 &s.mongo.uri_secret_ref,
             ));
-            v.push(env_from_secret(
-                "PUSHD_API_KEY",
-                &s.collect.api_key_secret_ref,
-            ));
+            v.push(env("PUSHD_API_KEY_FILE", format!("{API_KEY_DIR}/key")));
             let c = &s.collect;
             for (name, value) in [
                 ("PUSHD_MAX_PAYLOAD_BYTES", c.max_payload_bytes),
@@ -195,29 +217,77 @@ fn apns_env(pc: &PushCluster, v: &mut Vec<EnvVar>) {
     }
 }
 
-/// The Secret volumes (name, mount path, Secret, key → file) a role's container needs.
-fn secret_volumes(
-    pc: &PushCluster,
-    role: Role,
-) -> Vec<(&'static str, &'static str, SecretKeyRef, &'static str)> {
+/// A Secret mounted as files.
+struct SecretVolume {
+    name: &'static str,
+    dir: &'static str,
+    secret: String,
+    /// Secret key → file name.
+    items: Vec<(String, &'static str)>,
+}
+
+impl SecretVolume {
+    fn one(name: &'static str, dir: &'static str, r: &SecretKeyRef, file: &'static str) -> Self {
+        SecretVolume {
+            name,
+            dir,
+            secret: r.name.clone(),
+            items: vec![(r.key.clone(), file)],
+        }
+    }
+}
+
+/// The Secret volumes a role's container needs.
+fn secret_volumes(pc: &PushCluster, role: Role) -> Vec<SecretVolume> {
     let s = &pc.spec;
+    let mut v = vec![SecretVolume::one(
+        "internal-token",
+        INTERNAL_TOKEN_DIR,
+        &internal_token::secret_ref(pc),
+        "token",
+    )];
+    if let Some(tls) = &s.security.tls {
+        v.push(SecretVolume {
+            name: "tls",
+            dir: TLS_DIR,
+            secret: tls.secret_name.clone(),
+            items: ["tls.crt", "tls.key", "ca.crt"]
+                .into_iter()
+                .map(|f| (f.to_owned(), f))
+                .collect(),
+        });
+    }
     match role {
         Role::Auth => {
-            let mut v = vec![("jwt", JWT_DIR, s.auth.jwt_secret_ref.clone(), "key")];
+            v.push(SecretVolume::one(
+                "jwt",
+                JWT_DIR,
+                &s.auth.jwt_secret_ref,
+                "key",
+            ));
             if let Some(jwks) = &s.auth.jwks_secret_ref {
-                v.push(("jwks", JWKS_DIR, jwks.clone(), "jwks.json"));
+                v.push(SecretVolume::one("jwks", JWKS_DIR, jwks, "jwks.json"));
             }
-            v
         }
-        Role::Dispatch => s
-            .apns
-            .as_ref()
-            .filter(|a| a.enabled)
-            .and_then(|a| a.key_secret_ref.clone())
-            .map(|key| vec![("apns", APNS_DIR, key, "key.p8")])
-            .unwrap_or_default(),
-        _ => Vec::new(),
+        Role::Collect => v.push(SecretVolume::one(
+            "api-key",
+            API_KEY_DIR,
+            &s.collect.api_key_secret_ref,
+            "key",
+        )),
+        Role::Dispatch => {
+            if let Some(key) = s
+                .apns
+                .as_ref()
+                .filter(|a| a.enabled)
+                .and_then(|a| a.key_secret_ref.as_ref())
+            {
+                v.push(SecretVolume::one("apns", APNS_DIR, key, "key.p8"));
+            }
+        }
+        Role::Push => {}
     }
+    v
 }
 
 /// pushd's `--grace-period` of a role: the push drain, else pushd's default.
@@ -240,7 +310,7 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String("metrics".into()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -264,14 +334,26 @@ fn container(pc: &PushCluster, role: Role, default_image: &str) -> Container {
     let (image, res) = role_settings(pc, role);
     let mounts: Vec<VolumeMount> = secret_volumes(pc, role)
         .into_iter()
-        .map(|(name, dir, _, _)| VolumeMount {
-            name: name.into(),
-            mount_path: dir.into(),
+        .map(|v| VolumeMount {
+            name: v.name.into(),
+            mount_path: v.dir.into(),
             read_only: Some(true),
             ..VolumeMount::default()
         })
         .collect();
-    let mounts = (!mounts.is_empty()).then_some(mounts);
+    let port = |name: &str, port: i32| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    };
+    let mut ports: Vec<ContainerPort> = role
+        .http_port(pc)
+        .map(|p| port("http", p))
+        .into_iter()
+        .collect();
+    ports.push(port("grpc", role.grpc_port(pc)));
+    ports.push(port("metrics", ADMIN_PORT));
     Container {
         name: "pushd".into(),
         image: Some(pc.image_or(image, default_image).to_owned()),
@@ -285,20 +367,7 @@ fn container(pc: &PushCluster, role: Role, default_image: &str) -> Container {
             }),
             ..EnvFromSource::default()
         }]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("http".into()),
-                container_port: role.http_port(pc),
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("grpc".into()),
-                container_port: role.grpc_port(pc),
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-        ]),
+        ports: Some(ports),
         readiness_probe: Some(probe("/readyz", 5, 2)),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         resources: resources(res),
@@ -311,7 +380,7 @@ fn container(pc: &PushCluster, role: Role, default_image: &str) -> Container {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: mounts,
+        volume_mounts: Some(mounts),
         ..Container::default()
     }
 }
@@ -331,21 +400,25 @@ pub fn build(pc: &PushCluster, role: Role, default_image: &str) -> Deployment {
     let labels = role_labels(pc, role);
     let volumes: Vec<Volume> = secret_volumes(pc, role)
         .into_iter()
-        .map(|(name, _, secret, file)| Volume {
-            name: name.into(),
+        .map(|v| Volume {
+            name: v.name.into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name),
-                items: Some(vec![KeyToPath {
-                    key: secret.key,
-                    path: file.into(),
-                    mode: None,
-                }]),
+                secret_name: Some(v.secret),
+                items: Some(
+                    v.items
+                        .into_iter()
+                        .map(|(key, file)| KeyToPath {
+                            key,
+                            path: file.into(),
+                            mode: None,
+                        })
+                        .collect(),
+                ),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         })
         .collect();
-    let volumes = (!volumes.is_empty()).then_some(volumes);
     let strategy = (role == Role::Push).then(|| DeploymentStrategy {
         type_: Some("RollingUpdate".into()),
         // Keep every push node until its replacement is ready: clients move only once.
@@ -389,7 +462,7 @@ pub fn build(pc: &PushCluster, role: Role, default_image: &str) -> Deployment {
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    volumes,
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },

@@ -1,11 +1,17 @@
 //! Services: clients (push), the push headless Service (one DNS name per ready push pod, which
-//! is how dispatch addresses a node), and one Service per role for its gRPC/HTTP ports.
+//! is how dispatch addresses a node), one Service per role for its gRPC/HTTP ports, and a
+//! headless `<name>-metrics` Service over every pod's `metrics` port (label
+//! `pushcluster.io/metrics: "true"`), for a Prometheus ServiceMonitor. The admin port is on no
+//! client-facing Service, so a LoadBalancer never exposes it.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Role, meta, push_headless_name, role_labels, selector};
-use crate::crd::PushCluster;
+use super::{
+    Role, instance_selector, labels, meta, metrics_service_name, push_headless_name, role_labels,
+    selector,
+};
+use crate::crd::{ADMIN_PORT, PushCluster};
 
 fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
@@ -30,7 +36,7 @@ fn service(pc: &PushCluster, role: Role, name: String, spec: ServiceSpec) -> Ser
 
 /// Every Service of `pc`.
 pub fn build_all(pc: &PushCluster) -> Vec<Service> {
-    let http = |role: Role| port("http", role.http_port(pc));
+    let http = |role: Role| port("http", role.http_port(pc).unwrap_or_default());
     let grpc = |role: Role| port("grpc", role.grpc_port(pc));
     vec![
         // Clients' WebSockets.
@@ -84,5 +90,24 @@ pub fn build_all(pc: &PushCluster) -> Vec<Service> {
                 ..ServiceSpec::default()
             },
         ),
+        metrics(pc),
     ]
+}
+
+/// The label a ServiceMonitor can select the metrics Service by.
+pub const METRICS_LABEL: &str = "pushcluster.io/metrics";
+
+fn metrics(pc: &PushCluster) -> Service {
+    let mut labels = labels(pc);
+    labels.insert(METRICS_LABEL.into(), "true".into());
+    Service {
+        metadata: meta(pc, metrics_service_name(pc), labels),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(instance_selector(pc)),
+            ports: Some(vec![port("metrics", ADMIN_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
 }

@@ -21,10 +21,19 @@ fn env_value<'a>(env: &'a [EnvVar], name: &str) -> Option<&'a EnvVar> {
 #[test]
 fn every_child_is_owned_and_labelled() {
     let pc = push_cluster();
-    let mut metas = vec![config_map::build(&pc).metadata, pdb::build(&pc).metadata];
+    let mut metas = vec![
+        config_map::build(&pc).metadata,
+        pdb::build(&pc).metadata,
+        internal_token::build(&pc, "t".into()).metadata,
+    ];
     metas.extend(service::build_all(&pc).into_iter().map(|s| s.metadata));
     metas.extend(Role::ALL.map(|r| deployment::build(&pc, r, IMAGE).metadata));
-    assert_eq!(metas.len(), 11);
+    metas.extend(
+        network_policy::build_all(&pc)
+            .into_iter()
+            .map(|n| n.metadata),
+    );
+    assert_eq!(metas.len(), 17);
     for m in metas {
         assert_eq!(m.namespace.as_deref(), Some("apps"));
         let owner = &m.owner_references.as_ref().unwrap()[0];
@@ -130,7 +139,8 @@ fn auth_mounts_the_jwt_key_as_a_file() {
         Some("/etc/pushcluster/jwt/key")
     );
     let pod = d.spec.unwrap().template.spec.unwrap();
-    let vol = &pod.volumes.unwrap()[0];
+    let vols = pod.volumes.unwrap();
+    let vol = vols.iter().find(|v| v.name == "jwt").unwrap();
     let secret = vol.secret.as_ref().unwrap();
     assert_eq!(secret.secret_name.as_deref(), Some("demo-secrets"));
     assert_eq!(secret.items.as_ref().unwrap()[0].key, "jwt");
@@ -221,6 +231,24 @@ fn services_headless_for_nodes_and_typed_for_clients() {
         "dispatch"
     );
     assert_eq!(by_name("demo-collect").ports.unwrap().len(), 2);
+    // The admin port is on no client-facing Service, only on the headless metrics Service.
+    for name in ["demo-push", "demo-collect", "demo-push-headless"] {
+        assert!(
+            by_name(name).ports.unwrap().iter().all(|p| p.port != 9090),
+            "{name}"
+        );
+    }
+    let metrics = by_name("demo-metrics");
+    assert_eq!(metrics.cluster_ip.as_deref(), Some("None"));
+    let port = &metrics.ports.unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("metrics"), 9090));
+    assert!(
+        !metrics
+            .selector
+            .unwrap()
+            .contains_key("app.kubernetes.io/component"),
+        "every role's pods"
+    );
 }
 
 #[test]
@@ -365,13 +393,18 @@ fn apns_settings_become_dispatch_flags_with_secrets_mounted() {
     );
     assert!(env_value(&env, "PUSHD_MONGODB_URI").is_some());
     let pod = d.spec.unwrap().template.spec.unwrap();
-    let vol = &pod.volumes.unwrap()[0];
+    let vols = pod.volumes.unwrap();
+    let vol = vols.iter().find(|v| v.name == "apns").unwrap();
     let src = vol.secret.as_ref().unwrap();
     assert_eq!(src.secret_name.as_deref(), Some("apns"));
     assert_eq!(src.items.as_ref().unwrap()[0].key, "AuthKey.p8");
-    assert_eq!(
-        pod.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path,
-        "/etc/pushcluster/apns"
+    assert!(
+        pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "apns" && m.mount_path == "/etc/pushcluster/apns")
     );
     // Other roles get nothing of it.
     let push = env_of(&deployment::build(&pc, Role::Push, IMAGE));
@@ -394,7 +427,11 @@ fn a_jwks_secret_is_mounted_for_auth_and_named_by_env() {
     );
     let pod = d.spec.unwrap().template.spec.unwrap();
     let vols = pod.volumes.unwrap();
-    assert_eq!(vols.len(), 2, "the HS256 key and the JWKS");
+    assert_eq!(
+        vols.len(),
+        3,
+        "the internal token, the HS256 key and the JWKS"
+    );
     let jwks = vols.iter().find(|v| v.name == "jwks").unwrap();
     let src = jwks.secret.as_ref().unwrap();
     assert_eq!(src.secret_name.as_deref(), Some("idp"));

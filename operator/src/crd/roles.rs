@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Resources, SecretKeyRef};
 
+/// The admin port (`/metrics`, `/healthz`, `/readyz`) of every role's pods, named `metrics`.
+pub const ADMIN_PORT: i32 = 9090;
+
 /// The default of `--node-addr-template` in `pushd dispatch`.
 pub const DEFAULT_NODE_ADDR_TEMPLATE: &str =
     "{ip_dashed}.{service}.{namespace}.svc.{cluster_domain}:{port}";
@@ -13,7 +16,10 @@ pub const DEFAULT_NODE_ADDR_TEMPLATE: &str =
 /// Push nodes: client WebSockets, and the gRPC stream dispatch delivers on.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.clientPort != self.grpcPort").message("push.clientPort and push.grpcPort must differ"))]
+#[x_kube(
+    validation = Rule::new("self.clientPort != self.grpcPort").message("push.clientPort and push.grpcPort must differ"),
+    validation = Rule::new("self.clientPort != 9090 && self.grpcPort != 9090").message("push.clientPort and push.grpcPort must not be 9090: every role's admin (metrics) port")
+)]
 pub struct PushSpec {
     /// Number of push pods (the `/scale` subresource: `kubectl scale pushcluster/NAME --replicas=N`).
     #[serde(default = "two")]
@@ -25,7 +31,7 @@ pub struct PushSpec {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
-    /// Port of client WebSockets (`/ws`) and of /healthz, /readyz, /metrics.
+    /// Port of client WebSockets (`/ws`; also /healthz, /readyz for load balancers).
     #[serde(default = "push_client_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub client_port: i32,
@@ -94,8 +100,9 @@ impl Default for DispatchSpec {
 }
 
 /// Collect: the HTTP API (`POST /v1/messages`) and the gRPC Submit service.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.port != 9090 && self.port != 7004").message("collect.port must not be 9090 (the admin/metrics port) or 7004 (gRPC Submit)"))]
 pub struct CollectSpec {
     #[serde(default = "two")]
     #[schemars(range(min = 0, max = 1000))]
@@ -105,10 +112,11 @@ pub struct CollectSpec {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
-    /// A Secret key holding the API key business systems send as `Authorization: Bearer`
-    /// (at least 16 bytes).
+    /// A Secret key holding the API key business systems send as `Authorization: Bearer` on
+    /// HTTP and gRPC (at least 16 bytes; one key per line to rotate: every line is accepted).
+    /// Mounted as a file, so a new key is picked up without a restart.
     pub api_key_secret_ref: SecretKeyRef,
-    /// Port of the HTTP API and of /healthz, /readyz, /metrics.
+    /// Port of the HTTP API (also /healthz, /readyz for load balancers).
     #[serde(default = "collect_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,

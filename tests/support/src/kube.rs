@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::pki::Pki;
+use crate::kubepki::Pki;
 use crate::{Kubectl, Proc, free_port, free_ports, require, retry_start, run};
 
 /// A running control plane. Clients authenticate as `admin` in `system:masters`.

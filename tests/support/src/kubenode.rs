@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::pki::Pki;
+use crate::kubepki::Pki;
 use crate::{Kubectl, Proc, log_tail, require, run, unavailable, wait_ready};
 
 mod config;

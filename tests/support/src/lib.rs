@@ -16,7 +16,8 @@
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
 //! - [`kubenode`]: a whole single-node Kubernetes (kubelet, containerd, CNI, kube-proxy, CoreDNS)
 //!   in its own namespaces, and images for it without a registry.
-//! - [`pki`]: a CA, certificates and kubeconfigs made with `openssl`.
+//! - [`kubepki`]: a CA, certificates and kubeconfigs for test control planes (`openssl`).
+//! - [`pki`]: a CA and certificates for mutual TLS between pushd roles.
 //! - [`Helm`], [`Kubectl`]: the built `helm` and `kubectl` binaries.
 //! - [`node`]: Node.js and the npm tools (TypeScript, terser, playwright-core) for the web client.
 
@@ -30,6 +31,7 @@ pub mod apns;
 pub mod dnsmasq;
 pub mod kube;
 pub mod kubenode;
+pub mod kubepki;
 pub mod mongo;
 pub mod node;
 pub mod pki;

@@ -59,7 +59,7 @@ async fn remote() -> (RemoteVerifier, Arc<Counting>) {
         verifier: counting.clone(),
     })
     .await;
-    let remote = RemoteVerifier::new(&addr, Duration::from_secs(5)).unwrap();
+    let remote = RemoteVerifier::new(&internal(), &addr, Duration::from_secs(5)).unwrap();
     (remote, counting)
 }
 
@@ -120,7 +120,7 @@ async fn a_valid_verdict_is_cached_and_not_yet_valid_is_not() {
 #[tokio::test]
 async fn an_auth_role_refusing_the_node_is_unavailable_and_not_cached() {
     let addr = serve(RefusesCaller).await;
-    let remote = RemoteVerifier::new(&addr, Duration::from_secs(5)).unwrap();
+    let remote = RemoteVerifier::new(&internal(), &addr, Duration::from_secs(5)).unwrap();
     for _ in 0..2 {
         match remote.verify("some.client.token").await {
             Err(AuthError::Unavailable(m)) => assert!(m.contains("internal token"), "{m}"),
@@ -128,4 +128,16 @@ async fn an_auth_role_refusing_the_node_is_unavailable_and_not_cached() {
         }
     }
     assert!(remote.cache().is_empty());
+}
+
+/// A client with an internal token (the test servers do not check it).
+fn internal() -> pushcluster_server::grpc::InternalClient {
+    let token = pushcluster_server::Secrets::new(
+        "internal token",
+        "test",
+        ["internal-token-for-tests-0123456789".to_owned()],
+        None,
+    )
+    .unwrap();
+    pushcluster_server::grpc::InternalClient::new(token, None, None)
 }

@@ -1,13 +1,20 @@
 use std::sync::Mutex;
 
+use pushcluster_node::{DeliveryBatch, NodeId, NodeTransport, Outcome, TransportError};
 use pushcluster_proto::api::{Limits, NewDevice, Platform, parse_submit};
-use pushcluster_proto::delivery::{Delivery, NodeId};
-use pushcluster_store::Submitted;
+use pushcluster_routing::{MemoryRouteTable, RouteTable};
 use pushcluster_store::redb::RedbStore;
+use pushcluster_store::{BatchId, OutboxBatch, Submitted};
 
 use super::*;
-use crate::transport::{NodeTransport, Outcome, TransportError};
-use crate::{Dispatcher, MemoryRouteTable, RouteTable};
+use crate::{DispatchConfig, Dispatcher};
+
+fn batch(m: &StoredMessage) -> OutboxBatch {
+    OutboxBatch {
+        id: BatchId::new(),
+        messages: vec![m.clone()],
+    }
+}
 
 /// Node "n" holds every user it is asked about; node "gone" nobody (a stale route).
 struct Everyone;
@@ -17,13 +24,13 @@ impl NodeTransport for Everyone {
     async fn deliver(
         &self,
         node: &NodeId,
-        b: Vec<Delivery>,
+        b: DeliveryBatch,
     ) -> Result<Vec<Outcome>, TransportError> {
         let outcome = match node.0.as_str() {
             "gone" => Outcome::NotHere,
             _ => Outcome::Queued,
         };
-        Ok(b.iter().map(|_| outcome).collect())
+        Ok(b.entries.iter().map(|_| outcome).collect())
     }
 }
 
@@ -81,11 +88,20 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(RedbStore::open(dir.path()).unwrap());
     let routes = Arc::new(MemoryRouteTable::default());
-    routes.add("online", &NodeId("n".into())).await.unwrap();
-    routes.add("stale", &NodeId("gone".into())).await.unwrap();
+    routes.add(&NodeId("n".into()), &["online"]).await.unwrap();
+    routes
+        .add(&NodeId("gone".into()), &["stale"])
+        .await
+        .unwrap();
     let sender = Arc::new(Fake::default());
     let push = MobilePush::new(store.clone(), sender.clone(), 4);
-    let dispatcher = Dispatcher::new(routes, Arc::new(Everyone)).with_mobile(push);
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        routes,
+        Arc::new(Everyone),
+        DispatchConfig::default(),
+    )
+    .with_mobile(push);
     for (user, token) in [
         ("online", "aa"),
         ("offline", "bb"),
@@ -110,7 +126,7 @@ async fn setup() -> Setup {
 
 async fn submit(store: &RedbStore, body: serde_json::Value) -> StoredMessage {
     let new = parse_submit(body.to_string().as_bytes(), &Limits::default()).unwrap();
-    match store.submit(new).await.unwrap() {
+    match store.submit(vec![new]).await.unwrap().single().unwrap() {
         Submitted::New(m) => m,
         Submitted::Duplicate { .. } => panic!("duplicate"),
     }
@@ -143,7 +159,7 @@ async fn offline_recipients_get_mobile_push_once() {
                            "notification": {"title": "hi"}}),
     )
     .await;
-    let report = s.dispatcher.dispatch(&m).await;
+    let report = s.dispatcher.dispatch(&batch(&m)).await;
     assert_eq!((report.forwarded, report.offline, report.mobile), (1, 1, 1));
     let records = settled(&s.store, &m.id, 2).await;
     assert_eq!(records.len(), 2, "{records:?}");
@@ -153,7 +169,7 @@ async fn offline_recipients_get_mobile_push_once() {
             .all(|r| r.user == "offline" && r.state == MobileState::Accepted && r.attempts == 1)
     );
     // Dispatched again (e.g. a retried handoff): nothing is sent twice.
-    s.dispatcher.dispatch(&m).await;
+    s.dispatcher.dispatch(&batch(&m)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(s.sender.sent.lock().unwrap().len(), 2);
 }
@@ -167,7 +183,7 @@ async fn policies_always_and_never_and_no_notification() {
                            "notification": {"body": "b"}}),
     )
     .await;
-    assert_eq!(s.dispatcher.dispatch(&always).await.mobile, 2);
+    assert_eq!(s.dispatcher.dispatch(&batch(&always)).await.mobile, 2);
     assert_eq!(settled(&s.store, &always.id, 3).await.len(), 3);
 
     let never = submit(
@@ -181,8 +197,8 @@ async fn policies_always_and_never_and_no_notification() {
         serde_json::json!({"to": ["offline"], "payload": 1}),
     )
     .await;
-    assert_eq!(s.dispatcher.dispatch(&never).await.mobile, 0);
-    assert_eq!(s.dispatcher.dispatch(&plain).await.mobile, 0);
+    assert_eq!(s.dispatcher.dispatch(&batch(&never)).await.mobile, 0);
+    assert_eq!(s.dispatcher.dispatch(&batch(&plain)).await.mobile, 0);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(s.sender.sent.lock().unwrap().len(), 3);
 }
@@ -193,7 +209,7 @@ async fn unregistered_devices_are_marked_dead_and_skipped() {
     s.sender.gone.lock().unwrap().push("bb".repeat(32));
     let body = serde_json::json!({"to": ["offline"], "payload": 1, "notification": {"title": "t"}});
     let first = submit(&s.store, body.clone()).await;
-    s.dispatcher.dispatch(&first).await;
+    s.dispatcher.dispatch(&batch(&first)).await;
     let records = settled(&s.store, &first.id, 2).await;
     let rejected = records.iter().find(|r| r.token == "bb".repeat(32)).unwrap();
     assert_eq!(rejected.state, MobileState::Rejected);
@@ -206,7 +222,7 @@ async fn unregistered_devices_are_marked_dead_and_skipped() {
     );
 
     let second = submit(&s.store, body).await;
-    s.dispatcher.dispatch(&second).await;
+    s.dispatcher.dispatch(&batch(&second)).await;
     let records = settled(&s.store, &second.id, 1).await;
     assert_eq!(
         records.len(),
@@ -224,7 +240,7 @@ async fn a_user_whose_nodes_all_answer_not_here_is_offline() {
         serde_json::json!({"to": ["stale"], "payload": 1, "notification": {"title": "t"}}),
     )
     .await;
-    let report = s.dispatcher.dispatch(&m).await;
+    let report = s.dispatcher.dispatch(&batch(&m)).await;
     assert_eq!((report.forwarded, report.offline, report.mobile), (0, 1, 1));
     let records = settled(&s.store, &m.id, 1).await;
     assert_eq!(records[0].token, "dd".repeat(32));

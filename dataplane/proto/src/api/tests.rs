@@ -220,3 +220,24 @@ fn notification_and_mobile_are_optional_and_validated() {
         assert_eq!((err.status, err.field), (400, Some(field)), "{body}: {err}");
     }
 }
+
+#[test]
+fn batches_validate_each_message_on_its_own() {
+    let limits = Limits {
+        max_batch: 3,
+        ..Limits::default()
+    };
+    let body =
+        br#" [{"to":["a"],"payload":1}, {"to":[],"payload":1}, {"to":["b"],"payload":{"x":2}}]"#;
+    assert!(is_batch(body));
+    assert!(!is_batch(br#"{"to":["a"]}"#));
+    let r = parse_batch(body, &limits).unwrap();
+    assert_eq!(r.len(), 3);
+    assert!(r[0].is_ok() && r[2].is_ok());
+    assert_eq!(r[1].as_ref().unwrap_err().field, Some("to"));
+    let four = br#"[{"to":["a"],"payload":1},{"to":["a"],"payload":1},{"to":["a"],"payload":1},{"to":["a"],"payload":1}]"#;
+    assert_eq!(parse_batch(four, &limits).unwrap_err().status, 413);
+    assert_eq!(parse_batch(b"[]", &limits).unwrap_err().status, 400);
+    assert_eq!(parse_batch(b"[1", &limits).unwrap_err().status, 400);
+    assert!(parse_batch(b"[1]", &limits).unwrap()[0].is_err());
+}

@@ -18,7 +18,16 @@ fn message_frame_embeds_payload_verbatim() {
 fn decodes_ack_and_ping() {
     assert_eq!(
         decode_client(r#"{"type":"ack","id":"x"}"#).unwrap(),
-        ClientFrame::Ack { id: "x".into() }
+        ClientFrame::Ack(AckTarget::Id("x".into()))
+    );
+    assert_eq!(
+        decode_client(r#"{"type":"ack","seq":17}"#).unwrap(),
+        ClientFrame::Ack(AckTarget::Seq(17))
+    );
+    // Both: the seq wins (it says more).
+    assert_eq!(
+        decode_client(r#"{"type":"ack","id":"x","seq":3}"#).unwrap(),
+        ClientFrame::Ack(AckTarget::Seq(3))
     );
     assert_eq!(
         decode_client(r#"{"type":"ping"}"#).unwrap(),
@@ -32,6 +41,8 @@ fn rejects_bad_client_frames() {
     assert!(decode_client(r#"{"type":"ack"}"#).is_err());
     assert!(decode_client(r#"{"type":"subscribe"}"#).is_err());
     assert!(decode_client(r#"{"type":"ack","id":5}"#).is_err());
+    assert!(decode_client(r#"{"type":"ack","seq":-1}"#).is_err());
+    assert!(decode_client(&format!(r#"{{"type":"ack","id":"{}"}}"#, "x".repeat(65))).is_err());
 }
 
 #[test]
@@ -49,4 +60,13 @@ fn welcome_and_error_frames_are_typed() {
         serde_json::from_str(&encode_error("unknown_id", "no such message", Some("m"))).unwrap();
     assert_eq!(e["type"], "error");
     assert_eq!(e["id"], "m");
+}
+
+#[test]
+fn template_renders_the_same_bytes_as_encode_message() {
+    let raw = RawValue::from_string(r#"{"k":"v"}"#.into()).unwrap();
+    let t = FrameTemplate::new("m\"1", &Payload::from_raw(&raw));
+    for seq in [0, 7, 10, 99, u64::MAX] {
+        assert_eq!(t.render(seq), encode_message("m\"1", seq, &raw));
+    }
 }

@@ -17,20 +17,27 @@ pub struct VerifyResponse {
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct Delivery {
+pub struct NodeMessage {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The message payload, JSON text exactly as posted.
+    #[prost(string, tag = "2")]
+    pub payload: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "3")]
+    pub created_at_ms: u64,
+    #[prost(uint64, tag = "4")]
+    pub expires_at_ms: u64,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeEntry {
     #[prost(string, tag = "1")]
     pub user: ::prost::alloc::string::String,
-    #[prost(string, tag = "2")]
-    pub id: ::prost::alloc::string::String,
-    #[prost(uint64, tag = "3")]
+    #[prost(uint64, tag = "2")]
     pub seq: u64,
-    /// The message payload, JSON text exactly as posted.
-    #[prost(string, tag = "4")]
-    pub payload: ::prost::alloc::string::String,
-    #[prost(uint64, tag = "5")]
-    pub created_at_ms: u64,
-    #[prost(uint64, tag = "6")]
-    pub expires_at_ms: u64,
+    /// Index into the batch's `messages`.
+    #[prost(uint32, tag = "3")]
+    pub message: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -39,56 +46,31 @@ pub struct DeliverBatch {
     #[prost(uint64, tag = "1")]
     pub batch: u64,
     #[prost(message, repeated, tag = "2")]
-    pub deliveries: ::prost::alloc::vec::Vec<Delivery>,
+    pub messages: ::prost::alloc::vec::Vec<NodeMessage>,
+    #[prost(message, repeated, tag = "3")]
+    pub entries: ::prost::alloc::vec::Vec<NodeEntry>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeliverResult {
     #[prost(uint64, tag = "1")]
     pub batch: u64,
+    /// One per entry, in order.
     #[prost(enumeration = "Outcome", repeated, tag = "2")]
     pub outcomes: ::prost::alloc::vec::Vec<i32>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct Recipient {
-    #[prost(string, tag = "1")]
-    pub user: ::prost::alloc::string::String,
-    #[prost(uint64, tag = "2")]
-    pub seq: u64,
-}
-#[allow(clippy::all)]
-#[derive(Clone, PartialEq, ::prost::Message)]
-pub struct DispatchRequest {
-    #[prost(string, tag = "1")]
-    pub id: ::prost::alloc::string::String,
-    #[prost(string, tag = "2")]
-    pub payload: ::prost::alloc::string::String,
-    #[prost(uint64, tag = "3")]
-    pub created_at_ms: u64,
-    #[prost(uint64, tag = "4")]
-    pub expires_at_ms: u64,
-    #[prost(message, repeated, tag = "5")]
-    pub recipients: ::prost::alloc::vec::Vec<Recipient>,
-    /// What a phone shows (JSON of the message's `notification`); empty: no mobile push.
-    #[prost(string, tag = "6")]
-    pub notification: ::prost::alloc::string::String,
-    /// When to send to mobile devices: "offline" (also when empty), "always" or "never".
-    #[prost(string, tag = "7")]
-    pub mobile: ::prost::alloc::string::String,
+pub struct WakeRequest {
+    #[prost(string, repeated, tag = "1")]
+    pub batches: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct DispatchResponse {
+pub struct WakeResponse {
+    /// Batches queued for dispatch (the others were unknown, or the queue was full).
     #[prost(uint32, tag = "1")]
-    pub forwarded: u32,
-    #[prost(uint32, tag = "2")]
-    pub offline: u32,
-    #[prost(uint32, tag = "3")]
-    pub failed: u32,
-    /// Recipients whose mobile devices were handed the message.
-    #[prost(uint32, tag = "4")]
-    pub mobile: u32,
+    pub queued: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -117,6 +99,42 @@ pub struct SubmitResponse {
     pub id: ::prost::alloc::string::String,
     #[prost(bool, tag = "2")]
     pub duplicate: bool,
+}
+/// The outcome of one message of a `SubmitMany`.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SubmitResult {
+    #[prost(oneof = "submit_result::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<submit_result::Result>,
+}
+/// Nested message and enum types in `SubmitResult`.
+pub mod submit_result {
+    #[allow(clippy::all)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Accepted(super::SubmitResponse),
+        #[prost(message, tag = "2")]
+        Error(super::SubmitError),
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SubmitError {
+    /// The HTTP status the same message would get from `POST /v1/messages` (400, 413, 503).
+    #[prost(uint32, tag = "1")]
+    pub status: u32,
+    #[prost(string, tag = "2")]
+    pub message: ::prost::alloc::string::String,
+    /// The offending field, when there is one.
+    #[prost(string, tag = "3")]
+    pub field: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SubmitManyResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub results: ::prost::alloc::vec::Vec<SubmitResult>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -455,7 +473,9 @@ pub mod node_client {
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
     /// Push nodes: dispatch keeps one long-lived stream per node and sends batches of deliveries;
-    /// the node answers each batch, in order, with one outcome per delivery.
+    /// the node answers each batch, in order, with one outcome per entry. A batch carries each
+    /// message once and one entry per (user, seq) it goes to; both ends refuse a batch larger
+    /// than their maximum message size, so the sender splits batches below it.
     #[derive(Debug, Clone)]
     pub struct NodeClient<T> {
         inner: tonic::client::Grpc<T>,
@@ -587,7 +607,9 @@ pub mod node_server {
         ) -> std::result::Result<tonic::Response<Self::DeliverStream>, tonic::Status>;
     }
     /// Push nodes: dispatch keeps one long-lived stream per node and sends batches of deliveries;
-    /// the node answers each batch, in order, with one outcome per delivery.
+    /// the node answers each batch, in order, with one outcome per entry. A batch carries each
+    /// message once and one entry per (user, seq) it goes to; both ends refuse a batch larger
+    /// than their maximum message size, so the sender splits batches below it.
     #[derive(Debug)]
     pub struct NodeServer<T> {
         inner: Arc<T>,
@@ -761,7 +783,10 @@ pub mod dispatch_client {
     )]
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
-    /// Dispatch role: collect hands over each stored message.
+    /// Dispatch role: collect tells it which outbox batches it just stored. Only ids travel: the
+    /// dispatch role reads what to deliver from the store, so a caller can only make it dispatch
+    /// what was accepted. A lost wake-up costs latency, never a message: the batch stays in the
+    /// outbox and is claimed when its lease runs out.
     #[derive(Debug, Clone)]
     pub struct DispatchClient<T> {
         inner: tonic::client::Grpc<T>,
@@ -842,13 +867,10 @@ pub mod dispatch_client {
             self.inner = self.inner.max_encoding_message_size(limit);
             self
         }
-        pub async fn dispatch(
+        pub async fn wake(
             &mut self,
-            request: impl tonic::IntoRequest<super::DispatchRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::DispatchResponse>,
-            tonic::Status,
-        > {
+            request: impl tonic::IntoRequest<super::WakeRequest>,
+        ) -> std::result::Result<tonic::Response<super::WakeResponse>, tonic::Status> {
             self.inner
                 .ready()
                 .await
@@ -859,11 +881,11 @@ pub mod dispatch_client {
                 })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
-                "/pushcluster.v1.Dispatch/Dispatch",
+                "/pushcluster.v1.Dispatch/Wake",
             );
             let mut req = request.into_request();
             req.extensions_mut()
-                .insert(GrpcMethod::new("pushcluster.v1.Dispatch", "Dispatch"));
+                .insert(GrpcMethod::new("pushcluster.v1.Dispatch", "Wake"));
             self.inner.unary(req, path, codec).await
         }
     }
@@ -881,15 +903,15 @@ pub mod dispatch_server {
     /// Generated trait containing gRPC methods that should be implemented for use with DispatchServer.
     #[async_trait]
     pub trait Dispatch: std::marker::Send + std::marker::Sync + 'static {
-        async fn dispatch(
+        async fn wake(
             &self,
-            request: tonic::Request<super::DispatchRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::DispatchResponse>,
-            tonic::Status,
-        >;
+            request: tonic::Request<super::WakeRequest>,
+        ) -> std::result::Result<tonic::Response<super::WakeResponse>, tonic::Status>;
     }
-    /// Dispatch role: collect hands over each stored message.
+    /// Dispatch role: collect tells it which outbox batches it just stored. Only ids travel: the
+    /// dispatch role reads what to deliver from the store, so a caller can only make it dispatch
+    /// what was accepted. A lost wake-up costs latency, never a message: the batch stays in the
+    /// outbox and is claimed when its lease runs out.
     #[derive(Debug)]
     pub struct DispatchServer<T> {
         inner: Arc<T>,
@@ -966,23 +988,23 @@ pub mod dispatch_server {
         }
         fn call(&mut self, req: http::Request<B>) -> Self::Future {
             match req.uri().path() {
-                "/pushcluster.v1.Dispatch/Dispatch" => {
+                "/pushcluster.v1.Dispatch/Wake" => {
                     #[allow(non_camel_case_types)]
-                    struct DispatchSvc<T: Dispatch>(pub Arc<T>);
-                    impl<T: Dispatch> tonic::server::UnaryService<super::DispatchRequest>
-                    for DispatchSvc<T> {
-                        type Response = super::DispatchResponse;
+                    struct WakeSvc<T: Dispatch>(pub Arc<T>);
+                    impl<T: Dispatch> tonic::server::UnaryService<super::WakeRequest>
+                    for WakeSvc<T> {
+                        type Response = super::WakeResponse;
                         type Future = BoxFuture<
                             tonic::Response<Self::Response>,
                             tonic::Status,
                         >;
                         fn call(
                             &mut self,
-                            request: tonic::Request<super::DispatchRequest>,
+                            request: tonic::Request<super::WakeRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Dispatch>::dispatch(&inner, request).await
+                                <T as Dispatch>::wake(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -993,7 +1015,7 @@ pub mod dispatch_server {
                     let max_encoding_message_size = self.max_encoding_message_size;
                     let inner = self.inner.clone();
                     let fut = async move {
-                        let method = DispatchSvc(inner);
+                        let method = WakeSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
@@ -1060,7 +1082,9 @@ pub mod collect_client {
     )]
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
-    /// Collect role: high-volume producers submit over gRPC instead of HTTP.
+    /// Collect role: high-volume producers submit over gRPC instead of HTTP. `SubmitMany` streams
+    /// many messages into one call (they are combined into few store writes) and answers once,
+    /// with one result per message in order.
     #[derive(Debug, Clone)]
     pub struct CollectClient<T> {
         inner: tonic::client::Grpc<T>,
@@ -1162,6 +1186,30 @@ pub mod collect_client {
                 .insert(GrpcMethod::new("pushcluster.v1.Collect", "Submit"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn submit_many(
+            &mut self,
+            request: impl tonic::IntoStreamingRequest<Message = super::SubmitRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SubmitManyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/pushcluster.v1.Collect/SubmitMany",
+            );
+            let mut req = request.into_streaming_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("pushcluster.v1.Collect", "SubmitMany"));
+            self.inner.client_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1181,8 +1229,17 @@ pub mod collect_server {
             &self,
             request: tonic::Request<super::SubmitRequest>,
         ) -> std::result::Result<tonic::Response<super::SubmitResponse>, tonic::Status>;
+        async fn submit_many(
+            &self,
+            request: tonic::Request<tonic::Streaming<super::SubmitRequest>>,
+        ) -> std::result::Result<
+            tonic::Response<super::SubmitManyResponse>,
+            tonic::Status,
+        >;
     }
-    /// Collect role: high-volume producers submit over gRPC instead of HTTP.
+    /// Collect role: high-volume producers submit over gRPC instead of HTTP. `SubmitMany` streams
+    /// many messages into one call (they are combined into few store writes) and answers once,
+    /// with one result per message in order.
     #[derive(Debug)]
     pub struct CollectServer<T> {
         inner: Arc<T>,
@@ -1298,6 +1355,53 @@ pub mod collect_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/pushcluster.v1.Collect/SubmitMany" => {
+                    #[allow(non_camel_case_types)]
+                    struct SubmitManySvc<T: Collect>(pub Arc<T>);
+                    impl<
+                        T: Collect,
+                    > tonic::server::ClientStreamingService<super::SubmitRequest>
+                    for SubmitManySvc<T> {
+                        type Response = super::SubmitManyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                tonic::Streaming<super::SubmitRequest>,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Collect>::submit_many(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SubmitManySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.client_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

@@ -1,4 +1,5 @@
-//! `pushd auth`: verifies client tokens for push nodes over gRPC.
+//! `pushd auth`: verifies client tokens for push nodes over gRPC (callers must present the
+//! internal token).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -10,16 +11,19 @@ use prometheus_client::registry::Registry;
 use pushcluster_auth::grpc::AuthService;
 use pushcluster_auth::keys::ReloadingVerifier;
 use pushcluster_auth::{ClaimRules, KeySources};
-use pushcluster_config::{ConfigError, JwtClaimArgs, JwtKeyArgs, LogArgs, ShutdownArgs};
+use pushcluster_config::{
+    ConfigError, InternalArgs, JwtClaimArgs, JwtKeyArgs, LogArgs, ShutdownArgs,
+};
 use pushcluster_proto::grpc::auth_server::AuthServer;
 use pushcluster_server::Shutdown;
+use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
 
 #[derive(Debug, Args)]
 pub struct AuthArgs {
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "PUSHD_LISTEN", default_value = "0.0.0.0:8083")]
-    pub listen: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "0.0.0.0:9083")]
+    pub admin_listen: std::net::SocketAddr,
     /// Address of the Auth gRPC service.
     #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7003")]
     pub grpc_listen: std::net::SocketAddr,
@@ -34,6 +38,8 @@ pub struct AuthArgs {
     pub jwt: JwtKeyArgs,
     #[command(flatten)]
     pub jwt_claims: JwtClaimArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -58,6 +64,7 @@ pub fn claim_rules(a: &JwtClaimArgs) -> Result<ClaimRules, ConfigError> {
 pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     args.jwt
         .validate(args.jwt_secret.is_some() || args.jwt_secret_file.is_some())?;
+    let internal = super::Internal::from_args(&args.internal)?;
     let rules = claim_rules(&args.jwt_claims)?;
     let verifier = Arc::new(ReloadingVerifier::new(
         KeySources {
@@ -72,21 +79,20 @@ pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     let mut registry = Registry::default();
     verifier.metrics().register(&mut registry);
     verifier.cache().metrics().register(&mut registry);
+    let grpc_metrics = GrpcMetrics::new(&mut registry);
     let ops = Ops::new(registry);
-    let bound = super::bind(args.listen, args.grpc_listen).await?;
+    let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
-    let grpc = super::serve_grpc(
-        tonic::service::Routes::new(AuthServer::new(AuthService { verifier })),
-        bound.grpc,
-        &shutdown,
-        None,
-    );
-    let handler = super::ops_handler(ops.clone());
+    let grpc = GrpcServer::new(internal.token.clone(), grpc_metrics)
+        .service(AuthServer::new(AuthService { verifier }))
+        .tls(internal.tls.clone())
+        .serve(bound.grpc, &shutdown);
     let r = super::run_until(
         super::Serving {
             ops,
-            http: bound.http,
-            handler,
+            http: None,
+            limits: Default::default(),
+            admin: bound.admin,
             shutdown,
             grace: args.shutdown.grace_period,
         },

@@ -6,35 +6,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use http::StatusCode;
 use prometheus_client::registry::Registry;
 use pushcluster_collect::{Collect, SubmitService};
-use pushcluster_config::{LimitsArgs, LogArgs, MongoArgs, ShutdownArgs};
-use pushcluster_dispatch::service::RemoteDispatch;
+use pushcluster_config::{
+    ApiKeyArgs, HttpArgs, InternalArgs, LimitsArgs, LogArgs, MongoArgs, OutboxArgs, ShutdownArgs,
+};
+use pushcluster_dispatch::handoff::RemoteHandoff;
 use pushcluster_proto::grpc::collect_server::CollectServer;
+use pushcluster_server::Shutdown;
+use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
-use pushcluster_server::{Handler, Shutdown, respond};
 use pushcluster_store::mongo::MongoStore;
 use pushcluster_telemetry::Metrics;
 
 #[derive(Debug, Args)]
 pub struct CollectArgs {
-    /// Address of the HTTP API (`/v1/messages`) and /healthz, /readyz, /metrics.
+    /// Address of the HTTP API (`/v1/messages`, `/v1/devices`; also /healthz, /readyz).
     #[arg(long, env = "PUSHD_LISTEN", default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,
-    /// Address of the Collect gRPC service (`Submit`).
+    /// Address of the Collect gRPC service (`Submit`; same API keys as HTTP).
     #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7004")]
     pub grpc_listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "0.0.0.0:9081")]
+    pub admin_listen: SocketAddr,
     /// The dispatch role's gRPC address, e.g. http://dispatch:7002.
     #[arg(long, env = "PUSHD_DISPATCH_ADDR")]
     pub dispatch_addr: String,
-    /// Key business systems send as `Authorization: Bearer <key>`.
-    #[arg(long, env = "PUSHD_API_KEY", hide_env_values = true)]
-    pub api_key: String,
+    #[command(flatten)]
+    pub api_keys: ApiKeyArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub mongo: MongoArgs,
     #[command(flatten)]
     pub limits: LimitsArgs,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -43,42 +53,45 @@ pub struct CollectArgs {
 
 pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let limits = args.limits.limits()?;
-    if args.api_key.len() < 16 {
-        anyhow::bail!("PUSHD_API_KEY must be at least 16 bytes");
-    }
+    let http_limits = super::http_limits(&args.http)?;
+    let (api_keys, keys_watcher) = super::api_keys(&args.api_keys)?;
+    let internal = super::Internal::from_args(&args.internal)?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let grpc_metrics = GrpcMetrics::new(&mut registry);
     let ops = Ops::new(registry);
     let store = mongo_store(&args.mongo).await?;
+    store.set_handoff_lease(args.outbox.handoff_lease);
+    let handoff =
+        RemoteHandoff::new(&internal.client, &args.dispatch_addr).map_err(anyhow::Error::msg)?;
     let collect = Arc::new(Collect {
         store: store.clone(),
-        handoff: Arc::new(RemoteDispatch::new(&args.dispatch_addr).map_err(anyhow::Error::msg)?),
-        api_key: args.api_key.clone(),
+        handoff: Arc::new(handoff),
+        api_keys: api_keys.clone(),
         limits,
         metrics: metrics.clone(),
     });
-    let bound = super::bind(args.listen, args.grpc_listen).await?;
+    let bound = super::bind(Some(args.listen), args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
-    // Every replica may sweep: marking expiry is idempotent.
+    // Every replica may sweep: one at a time holds the sweep lease.
     let sweeper = tokio::spawn(crate::standalone::sweep(
         store,
         metrics,
         Duration::from_secs(5),
         shutdown.clone(),
     ));
-    let grpc = super::serve_grpc(
-        tonic::service::Routes::new(CollectServer::new(SubmitService {
+    // The public gRPC API: the API keys, no client certificates (business systems hold none).
+    let grpc = GrpcServer::new(api_keys, grpc_metrics)
+        .service(CollectServer::new(SubmitService {
             collect: collect.clone(),
-        })),
-        bound.grpc,
-        &shutdown,
-        None,
-    );
+        }))
+        .serve(bound.grpc, &shutdown);
     let r = super::run_until(
         super::Serving {
-            ops: ops.clone(),
-            http: bound.http,
-            handler: handler(ops, collect),
+            ops,
+            http: bound.http.map(|l| (l, collect.router())),
+            limits: http_limits,
+            admin: bound.admin,
             shutdown,
             grace: args.shutdown.grace_period,
         },
@@ -88,6 +101,9 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
     )
     .await;
     sweeper.abort();
+    if let Some(w) = keys_watcher {
+        w.abort();
+    }
     r
 }
 
@@ -108,20 +124,4 @@ pub(crate) async fn mongo_store(args: &MongoArgs) -> anyhow::Result<Arc<MongoSto
         }
     });
     Ok(store)
-}
-
-fn handler(ops: Arc<Ops>, collect: Arc<Collect>) -> Handler {
-    Arc::new(move |req| {
-        let (ops, collect) = (ops.clone(), collect.clone());
-        Box::pin(async move {
-            let path = req.uri().path().to_owned();
-            if let Some(resp) = ops.handle(&path) {
-                return resp;
-            }
-            if let Some(resp) = collect.handle(req).await {
-                return resp;
-            }
-            respond::error(StatusCode::NOT_FOUND, format!("no route for {path}"), None)
-        })
-    })
 }

@@ -1,6 +1,7 @@
-//! `pushd dispatch`: stateless; looks users up in Redis and streams deliveries to push nodes.
-//! With `--apns-key-file` it also sends notifications to offline users' iOS devices, reading
-//! devices and writing per-device records in MongoDB.
+//! `pushd dispatch`: the outbox workers. Takes accepted batches from MongoDB (named by
+//! collect's `Wake`, or claimed when their lease ran out), looks their users up in Redis and
+//! streams deliveries to push nodes. With `--apns-key-file` it also sends notifications to
+//! offline users' iOS devices, reading devices and writing per-device records in MongoDB.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,20 +9,21 @@ use std::sync::Arc;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
-use pushcluster_config::{LogArgs, MongoArgs, RedisArgs, ShutdownArgs};
-use pushcluster_dispatch::Dispatcher;
+use pushcluster_config::{InternalArgs, LogArgs, MongoArgs, OutboxArgs, RedisArgs, ShutdownArgs};
 use pushcluster_dispatch::service::DispatchService;
-use pushcluster_dispatch::transport::addressing::{Addressing, DEFAULT_TEMPLATE, NodeResolver};
-use pushcluster_dispatch::transport::grpc::GrpcTransport;
+use pushcluster_dispatch::{DispatchConfig, Dispatcher, worker};
+use pushcluster_node::grpc::GrpcTransport;
+use pushcluster_node::grpc::addressing::{Addressing, DEFAULT_TEMPLATE, NodeResolver};
 use pushcluster_proto::grpc::dispatch_server::DispatchServer;
 use pushcluster_server::Shutdown;
+use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
 
 #[derive(Debug, Args)]
 pub struct DispatchArgs {
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "PUSHD_LISTEN", default_value = "0.0.0.0:8082")]
-    pub listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "0.0.0.0:9082")]
+    pub admin_listen: SocketAddr,
     /// Address of the Dispatch gRPC service collect hands messages to.
     #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7002")]
     pub grpc_listen: SocketAddr,
@@ -41,11 +43,18 @@ pub struct DispatchArgs {
     pub dns_server: Option<SocketAddr>,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// Devices and mobile records (used only with APNs).
+    /// The outbox (and, with APNs, devices and mobile records).
     #[command(flatten)]
     pub mongo: MongoArgs,
+    /// Outbox batches dispatched at once.
+    #[arg(long, env = "PUSHD_DISPATCH_IN_FLIGHT", default_value_t = 8)]
+    pub in_flight: usize,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
     #[command(flatten)]
     pub apns: pushcluster_apns::ApnsArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -55,6 +64,7 @@ pub struct DispatchArgs {
 pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     // Validate before connecting anywhere.
     let apns = crate::mobile::apns_config(&args.apns)?;
+    let internal = super::Internal::from_args(&args.internal)?;
     let routes = super::push::connect_routes(&args.redis).await?;
     let resolver = NodeResolver::new(args.dns_server).map_err(anyhow::Error::msg)?;
     let transport = GrpcTransport::new(
@@ -65,36 +75,47 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
             cluster_domain: args.cluster_domain.clone(),
         },
         resolver,
+        internal.client.clone(),
     );
     let mut registry = Registry::default();
     let metrics = pushcluster_telemetry::Metrics::new(&mut registry);
-    let mut dispatcher = Dispatcher::new(Arc::new(routes), transport).with_metrics(metrics);
+    let grpc_metrics = GrpcMetrics::new(&mut registry);
+    let store = super::collect::mongo_store(&args.mongo).await?;
+    let config = DispatchConfig {
+        owner: format!("dispatch-{}-{}", std::process::id(), args.grpc_listen),
+        in_flight: args.in_flight.max(1),
+        lease: args.outbox.outbox_lease,
+        claim_every: args.outbox.claim_every,
+        ..DispatchConfig::default()
+    };
+    let mut dispatcher =
+        Dispatcher::new(store.clone(), Arc::new(routes), transport, config).with_metrics(metrics);
     let mut retries = None;
-    if apns.is_some() {
-        let store = super::collect::mongo_store(&args.mongo).await?;
-        if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
-            retries = Some(mobile.clone());
-            dispatcher = dispatcher.with_mobile(mobile);
-        }
+    if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
+        retries = Some(mobile.clone());
+        dispatcher = dispatcher.with_mobile(mobile);
     }
     let ops = Ops::new(registry);
-    let bound = super::bind(args.listen, args.grpc_listen).await?;
+    let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
         crate::mobile::spawn_retries(mobile, shutdown.clone());
     }
-    let grpc = super::serve_grpc(
-        tonic::service::Routes::new(DispatchServer::new(DispatchService { dispatcher })),
-        bound.grpc,
-        &shutdown,
-        None,
-    );
-    let handler = super::ops_handler(ops.clone());
+    let (work, queue) = worker::queue(4096);
+    let stopping = shutdown.clone();
+    let workers = tokio::spawn(worker::run(dispatcher, queue, async move {
+        stopping.wait().await
+    }));
+    let grpc = GrpcServer::new(internal.token.clone(), grpc_metrics)
+        .service(DispatchServer::new(DispatchService { work }))
+        .tls(internal.tls.clone())
+        .serve(bound.grpc, &shutdown);
     super::run_until(
         super::Serving {
             ops,
-            http: bound.http,
-            handler,
+            http: None,
+            limits: Default::default(),
+            admin: bound.admin,
             shutdown,
             grace: args.shutdown.grace_period,
         },
@@ -102,5 +123,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         stop,
         async {},
     )
-    .await
+    .await?;
+    // The batches in flight finish (or stay in the outbox for the next worker).
+    let _ = workers.await;
+    Ok(())
 }

@@ -6,29 +6,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use http::StatusCode;
 use prometheus_client::registry::Registry;
 use pushcluster_auth::grpc::RemoteVerifier;
-use pushcluster_config::{ConnArgs, LogArgs, MongoArgs, RedisArgs, ShutdownArgs};
-use pushcluster_dispatch::RouteTable;
-use pushcluster_dispatch::routes::redis::RedisRouteTable;
-use pushcluster_proto::delivery::NodeId;
-use pushcluster_proto::grpc::node_server::NodeServer;
-use pushcluster_push::grpc::{NodeService, heartbeat};
-use pushcluster_push::{Hub, PushConfig, PushService};
+use pushcluster_config::{
+    ConnArgs, HttpArgs, InternalArgs, LogArgs, MongoArgs, RedisArgs, ShutdownArgs,
+};
+use pushcluster_node::NodeId;
+use pushcluster_node::grpc::NodeService;
+use pushcluster_push::heartbeat::{beat, heartbeat};
+use pushcluster_push::{Admission, AdmissionLimits, Hub, PushConfig, PushService};
+use pushcluster_routing::redis::{RedisRouteTable, RedisTarget};
+use pushcluster_server::Shutdown;
+use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
-use pushcluster_server::{Handler, Shutdown, respond};
 use pushcluster_store::mongo::MongoStore;
 use pushcluster_telemetry::Metrics;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Address for client WebSockets (`/ws`) and /healthz, /readyz, /metrics.
+    /// Address for client WebSockets (`/ws`; also /healthz, /readyz).
     #[arg(long, env = "PUSHD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Address of the Node gRPC service dispatch streams deliveries to.
     #[arg(long, env = "PUSHD_GRPC_LISTEN", default_value = "0.0.0.0:7001")]
     pub grpc_listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PUSHD_ADMIN_LISTEN", default_value = "0.0.0.0:9080")]
+    pub admin_listen: SocketAddr,
     /// This node's identity: the pod IP (Downward API `status.podIP`).
     #[arg(long, env = "PUSHD_NODE_IP")]
     pub node_ip: IpAddr,
@@ -49,13 +53,16 @@ pub struct PushArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
 
-pub fn redis_target(r: &RedisArgs) -> pushcluster_dispatch::routes::redis::RedisTarget {
-    use pushcluster_dispatch::routes::redis::RedisTarget;
+pub fn redis_target(r: &RedisArgs) -> RedisTarget {
     if r.redis_cluster {
         RedisTarget::Cluster(
             r.redis_url
@@ -87,52 +94,71 @@ pub async fn connect_routes(r: &RedisArgs) -> anyhow::Result<RedisRouteTable> {
     unreachable!()
 }
 
+/// The push settings and admission limits of the connection flags (push role and standalone).
+pub(crate) fn push_config(c: &ConnArgs) -> (PushConfig, AdmissionLimits) {
+    let config = PushConfig {
+        send_queue: c.send_queue,
+        send_queue_bytes: c.send_queue_bytes,
+        ping_interval: c.ping_interval,
+        idle_timeout: c.idle_timeout,
+        write_timeout: c.write_timeout,
+        read_buffer: c.ws_read_buffer,
+        ..PushConfig::default()
+    };
+    let limits = AdmissionLimits {
+        max_connections: c.max_connections,
+        max_per_user: c.max_connections_per_user,
+        rate_per_ip: c.connect_rate_per_ip,
+        burst_per_ip: c.connect_burst_per_ip,
+    };
+    (config, limits)
+}
+
 pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     args.conn.validate()?;
+    let http_limits = super::http_limits(&args.http)?;
+    let internal = super::Internal::from_args(&args.internal)?;
+    let verifier = RemoteVerifier::new(&internal.client, &args.auth_addr, args.auth_timeout)?;
+    let (config, admission_limits) = push_config(&args.conn);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
-    let verifier = Arc::new(RemoteVerifier::new(&args.auth_addr, args.auth_timeout)?);
     verifier.cache().metrics().register(&mut registry);
+    let grpc_metrics = GrpcMetrics::new(&mut registry);
+    let admission = Admission::new(admission_limits);
+    admission.register(&mut registry);
     let ops = Ops::new(registry);
     let store = Arc::new(
         MongoStore::connect_lazy(&args.mongo.mongodb_uri, &args.mongo.mongodb_database).await?,
     );
     let routes = connect_routes(&args.redis).await?;
-    let bound = super::bind(args.listen, args.grpc_listen).await?;
+    let bound = super::bind(Some(args.listen), args.grpc_listen, args.admin_listen).await?;
     let node = NodeId(SocketAddr::new(args.node_ip, bound.grpc_addr.port()).to_string());
     tracing::info!(%node, "push node identity");
-    let hub = Arc::new(Hub::new(node, Arc::new(routes.clone()), metrics.clone()));
+    let every = routes.ttl() / 3;
+    let hub = Arc::new(Hub::new(node, Arc::new(routes), metrics.clone()));
+    // Alive before the first route is written (readers skip entries of dead nodes).
+    beat(&hub).await;
     let push = Arc::new(PushService {
         hub: hub.clone(),
         store,
-        verifier,
+        verifier: Arc::new(verifier),
+        admission,
         metrics,
-        config: PushConfig {
-            send_queue: args.conn.send_queue,
-            ping_interval: args.conn.ping_interval,
-            idle_timeout: args.conn.idle_timeout,
-            write_timeout: args.conn.write_timeout,
-            read_buffer: args.conn.ws_read_buffer,
-            ..PushConfig::default()
-        },
+        config,
     });
     let shutdown = Shutdown::default();
-    let beat = tokio::spawn(heartbeat(hub.clone(), routes.clone(), shutdown.clone()));
-    let grpc = super::serve_grpc(
-        tonic::service::Routes::new(NodeServer::new(NodeService { hub: hub.clone() })),
-        bound.grpc,
-        &shutdown,
-        Some(Duration::from_secs(20)),
-    );
+    let beats = tokio::spawn(heartbeat(hub.clone(), every, shutdown.clone()));
+    let grpc = GrpcServer::new(internal.token.clone(), grpc_metrics)
+        .service(NodeService::server(hub.clone()))
+        .tls(internal.tls.clone())
+        .keepalive(Some(Duration::from_secs(20)))
+        .serve(bound.grpc, &shutdown);
     let drain = {
         let (hub, metrics) = (hub.clone(), push.metrics.clone());
         async move {
-            // Unroute first, so dispatch stops sending here; then close every client with
-            // "going away, reconnect" and wait for them to go.
-            for user in hub.user_names() {
-                let _ = routes.remove(&user, hub.node()).await;
-            }
-            hub.drain();
+            // Unroute first (one pass), so dispatch stops sending here; then close every
+            // client with "going away, reconnect" and wait for them to go.
+            hub.drain().await;
             while metrics.connections.get() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -140,13 +166,16 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     };
     let r = super::run_until(
         super::Serving {
-            ops: ops.clone(),
-            http: bound.http,
-            handler: handler(
-                ops,
-                push,
-                args.demo_page.then(|| crate::web::Web::new(None)),
-            ),
+            ops,
+            http: bound.http.map(|l| {
+                let mut routes = push.router();
+                if args.demo_page {
+                    routes = routes.merge(crate::web::Web::new(None).router());
+                }
+                (l, routes)
+            }),
+            limits: http_limits,
+            admin: bound.admin,
             shutdown,
             grace: args.shutdown.grace_period,
         },
@@ -155,29 +184,6 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
         drain,
     )
     .await;
-    beat.abort();
+    beats.abort();
     r
-}
-
-fn handler(ops: Arc<Ops>, push: Arc<PushService>, web: Option<crate::web::Web>) -> Handler {
-    let web = Arc::new(web);
-    Arc::new(move |req| {
-        let (ops, push, web) = (ops.clone(), push.clone(), web.clone());
-        Box::pin(async move {
-            let path = req.uri().path().to_owned();
-            if path == "/ws" {
-                return pushcluster_push::upgrade::handle(req, push).await;
-            }
-            if let Some(resp) = web
-                .as_ref()
-                .as_ref()
-                .and_then(|w| w.handle(req.method(), &path))
-            {
-                return resp;
-            }
-            ops.handle(&path).unwrap_or_else(|| {
-                respond::error(StatusCode::NOT_FOUND, format!("no route for {path}"), None)
-            })
-        })
-    })
 }

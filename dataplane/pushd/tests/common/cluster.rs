@@ -22,23 +22,33 @@ pub struct Options {
     pub dispatch_args: Vec<String>,
     /// Extra flags for the auth role (e.g. `--jwt-audience=…`).
     pub auth_args: Vec<String>,
+    /// Extra flags for collect (a `--dispatch-addr` here replaces the real one).
+    pub collect_args: Vec<String>,
+    /// Extra flags for every push node.
+    pub push_args: Vec<String>,
+    /// Extra flags for every role (e.g. `--tls-…`).
+    pub all_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts auth, two dispatch replicas, collect and three push nodes on 127.0.0.2/3/4.
     pub async fn start(mongo: &Mongo, o: &Options) -> Cluster {
         let s = |v: &str| v.to_string();
-        let mut auth_args = vec![s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")];
+        let mut auth_args = vec![s("--grpc-listen=127.0.0.1:0")];
+        auth_args.extend(o.all_args.iter().cloned());
         auth_args.extend(o.auth_args.iter().cloned());
         let auth = Role::spawn("auth", &auth_args).await;
         let mut redis = vec![format!("--redis-url={}", o.redis_url), s("--route-ttl=3s")];
         if o.redis_cluster {
             redis.push(s("--redis-cluster"));
         }
+        let mongo_args = vec![
+            format!("--mongodb-uri={}", mongo.uri),
+            format!("--mongodb-database={}", mongo.database),
+        ];
         let mut dispatch = Vec::new();
         for _ in 0..2 {
             let mut args = vec![
-                s("--listen=127.0.0.1:0"),
                 s("--grpc-listen=127.0.0.1:0"),
                 format!("--node-addr-template={}", o.template),
                 s("--push-service=push-headless"),
@@ -48,23 +58,27 @@ impl Cluster {
                 args.push(format!("--dns-server={dns}"));
             }
             args.extend(redis.clone());
+            args.extend(mongo_args.clone());
             args.extend(o.dispatch_args.iter().cloned());
+            args.extend(o.all_args.iter().cloned());
             dispatch.push(Role::spawn("dispatch", &args).await);
         }
         let dispatch_addrs: Vec<String> = dispatch
             .iter()
             .map(|d| format!("http://{}", d.grpc))
             .collect();
-        let mongo_args = vec![
-            format!("--mongodb-uri={}", mongo.uri),
-            format!("--mongodb-database={}", mongo.database),
-        ];
-        let mut args = vec![
-            s("--listen=127.0.0.1:0"),
-            s("--grpc-listen=127.0.0.1:0"),
-            format!("--dispatch-addr={}", dispatch_addrs.join(",")),
-        ];
+
+        let mut args = vec![s("--listen=127.0.0.1:0"), s("--grpc-listen=127.0.0.1:0")];
+        if !o
+            .collect_args
+            .iter()
+            .any(|a| a.starts_with("--dispatch-addr="))
+        {
+            args.push(format!("--dispatch-addr={}", dispatch_addrs.join(",")));
+        }
         args.extend(mongo_args.clone());
+        args.extend(o.all_args.iter().cloned());
+        args.extend(o.collect_args.iter().cloned());
         let collect = Role::spawn("collect", &args).await;
         let mut pushes = Vec::new();
         for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
@@ -73,10 +87,14 @@ impl Cluster {
                 format!("--grpc-listen={ip}:0"),
                 format!("--node-ip={ip}"),
                 format!("--auth-addr=http://{}", auth.grpc),
-                s("--grace-period=3s"),
             ];
+            if !o.push_args.iter().any(|a| a.starts_with("--grace-period=")) {
+                args.push(s("--grace-period=3s"));
+            }
             args.extend(redis.clone());
             args.extend(mongo_args.clone());
+            args.extend(o.push_args.iter().cloned());
+            args.extend(o.all_args.iter().cloned());
             pushes.push(Role::spawn("push", &args).await);
         }
         Cluster {
@@ -88,7 +106,7 @@ impl Cluster {
     }
 
     pub async fn post(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
-        post_message(self.collect.http, &body).await
+        post_message(self.collect.http(), &body).await
     }
 }
 
@@ -101,5 +119,8 @@ pub fn local(redis_url: String) -> Options {
         dns: None,
         dispatch_args: Vec::new(),
         auth_args: Vec::new(),
+        collect_args: Vec::new(),
+        push_args: Vec::new(),
+        all_args: Vec::new(),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,11 +25,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-jwt-secret-0123456789";
 pub const API_KEY: &str = "test-api-key-0123456789";
+/// The internal token every cluster role of the tests shares.
+pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789";
 /// Generous bound for anything the tests wait on; never a performance assertion.
 pub const WAIT: Duration = Duration::from_secs(15);
 
 pub struct Server {
+    /// Clients, the API, the demo page.
     pub addr: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub admin: SocketAddr,
     pub child: Child,
     pub data_dir: PathBuf,
     args: Vec<String>,
@@ -46,6 +52,7 @@ impl Server {
             .arg(listen)
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--admin-listen=127.0.0.1:0")
             .args(args)
             .env("PUSHD_JWT_SECRET", SECRET)
             .env("PUSHD_API_KEY", API_KEY)
@@ -55,19 +62,10 @@ impl Server {
             .spawn()
             .expect("spawn pushd");
         let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("pushd did not start in time")
-            .unwrap()
-            .expect("pushd exited before listening");
-        let addr = line
-            .strip_prefix("pushd listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .parse()
-            .unwrap();
+        let announced = announced(stdout, "standalone").await;
         Server {
-            addr,
+            addr: announced.http.expect("standalone serves clients"),
+            admin: announced.admin,
             child,
             data_dir: data_dir.to_owned(),
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -122,6 +120,34 @@ impl Server {
         c
     }
 
+    /// Connects `user` through a socket with a tiny receive buffer, and reads the welcome: a
+    /// client that reads nothing more is slow at once.
+    pub async fn connect_slow(&self, user: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(self.addr).await.unwrap();
+        let url = self.ws_url(&token(user), None);
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("ws connect");
+        let mut c = Client { ws };
+        let first = c.next_frame().await.expect("welcome");
+        assert_eq!(first["type"], "welcome", "{first}");
+        c
+    }
+
+    /// Connects `user` and receives, acking each, until `n` distinct messages arrived.
+    pub async fn receive_all(&self, user: &str, n: usize) -> BTreeSet<String> {
+        let mut c = self.connect(user).await;
+        let mut ids = BTreeSet::new();
+        while ids.len() < n {
+            let m = c.next_message().await;
+            c.ack(&m.id).await;
+            ids.insert(m.id);
+        }
+        ids
+    }
+
     pub async fn post(&self, body: Value) -> (u16, Value) {
         self.request("POST", "/v1/messages", Some(body.to_string()), API_KEY)
             .await
@@ -166,6 +192,58 @@ impl Server {
     }
 }
 
+/// The addresses a pushd process announced on stdout.
+pub struct Announced {
+    pub http: Option<SocketAddr>,
+    pub grpc: Option<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+/// Reads `pushd listening on http://…`, `pushd grpc on …` and `pushd admin on http://…` (the
+/// last line) from a starting pushd's stdout.
+pub async fn announced(stdout: tokio::process::ChildStdout, what: &str) -> Announced {
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut http, mut grpc) = (None, None);
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("pushd {what} did not start in time"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("pushd {what} exited before listening"));
+        if let Some(a) = line.strip_prefix("pushd listening on http://") {
+            http = Some(a.parse().unwrap());
+        } else if let Some(a) = line.strip_prefix("pushd grpc on ") {
+            grpc = Some(a.parse().unwrap());
+        } else if let Some(a) = line.strip_prefix("pushd admin on http://") {
+            // Keep draining stdout so the process never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Announced {
+                http,
+                grpc,
+                admin: a.parse().unwrap(),
+            };
+        } else {
+            panic!("pushd {what}: unexpected line on stdout: {line}");
+        }
+    }
+}
+
+/// The text of `/metrics` at an admin address.
+pub async fn metrics(admin: SocketAddr) -> String {
+    let (status, body) = http_request(admin, "GET", "/metrics", None, "").await;
+    assert_eq!(status, 200, "/metrics at {admin}");
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// The value of a metric sample (`name{labels}` exactly as exported), 0 if absent.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
 /// One HTTP request to any pushd HTTP address.
 pub async fn http_request(
     addr: SocketAddr,
@@ -174,6 +252,18 @@ pub async fn http_request(
     body: Option<String>,
     api_key: &str,
 ) -> (u16, Bytes) {
+    let (status, _, bytes) = http_response(addr, method, path, body, api_key).await;
+    (status, bytes)
+}
+
+/// One HTTP request; the status, headers and body of the answer.
+pub async fn http_response(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    api_key: &str,
+) -> (u16, http::HeaderMap, Bytes) {
     let req = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
@@ -187,8 +277,9 @@ pub async fn http_request(
         .expect("http timeout")
         .expect("http request");
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, bytes)
+    (status, headers, bytes)
 }
 
 /// POSTs a message body to `/v1/messages` at `addr`.
@@ -270,6 +361,20 @@ impl Client {
         out
     }
 
+    /// The ids of the messages received until the connection ends, and how it ended.
+    pub async fn ids_until_end(&mut self) -> (BTreeSet<String>, Ended) {
+        let mut ids = BTreeSet::new();
+        loop {
+            match self.next_frame_or_end().await {
+                Ok(v) if v["type"] == "message" => {
+                    ids.insert(v["id"].as_str().unwrap().to_owned());
+                }
+                Ok(_) => {}
+                Err(end) => return (ids, end),
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
         while let Some(Ok(_)) = self.ws.next().await {}
@@ -297,16 +402,27 @@ where
 
 /// A cluster role process (`pushd auth|collect|dispatch|push`), killed on drop.
 pub struct Role {
-    pub http: SocketAddr,
+    /// The public surface (push: clients; collect: the API); none for dispatch and auth.
+    pub http: Option<SocketAddr>,
     pub grpc: SocketAddr,
+    pub admin: SocketAddr,
     pub child: Child,
 }
 
 impl Role {
+    /// Starts a role with the tests' secrets (API key, internal token) and `--admin-listen`
+    /// on a free port.
     pub async fn spawn(role: &str, args: &[String]) -> Role {
+        Self::spawn_with_env(role, args, &[("PUSHD_INTERNAL_TOKEN", INTERNAL_TOKEN)]).await
+    }
+
+    /// Starts a role with these env vars (and the JWT secret and API key).
+    pub async fn spawn_with_env(role: &str, args: &[String], env: &[(&str, &str)]) -> Role {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushd"))
             .arg(role)
+            .arg("--admin-listen=127.0.0.1:0")
             .args(args)
+            .envs(env.iter().copied())
             .env("PUSHD_JWT_SECRET", SECRET)
             .env("PUSHD_API_KEY", API_KEY)
             .env(
@@ -317,27 +433,29 @@ impl Role {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn pushd role");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut next = async || {
-            tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("pushd {role} did not start"))
-                .unwrap()
-                .unwrap_or_else(|| panic!("pushd {role} exited before listening"))
-        };
-        let http = next().await;
-        let grpc = next().await;
-        let http = http
-            .strip_prefix("pushd listening on http://")
-            .unwrap_or_else(|| panic!("{http}"))
-            .parse()
-            .unwrap();
-        let grpc = grpc
-            .strip_prefix("pushd grpc on ")
-            .unwrap_or_else(|| panic!("{grpc}"))
-            .parse()
-            .unwrap();
-        Role { http, grpc, child }
+        let a = announced(child.stdout.take().unwrap(), role).await;
+        Role {
+            http: a.http,
+            grpc: a
+                .grpc
+                .unwrap_or_else(|| panic!("pushd {role} announced no gRPC address")),
+            admin: a.admin,
+            child,
+        }
+    }
+
+    /// The public surface's address (push and collect).
+    pub fn http(&self) -> SocketAddr {
+        self.http.expect("this role has no public HTTP listener")
+    }
+
+    /// SIGTERM, as a pod being stopped.
+    pub fn sigterm(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
     }
 
     /// SIGKILL, as a crashed pod.

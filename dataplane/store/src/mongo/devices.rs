@@ -190,7 +190,7 @@ fn record_update(r: &MobileRecord) -> Document {
 pub(super) async fn claim(s: &MongoStore, r: &MobileRecord) -> Result<bool> {
     // Kept as long as the message: its expiry is on the message, so look it up.
     let purge_at = s
-        .messages
+        .msgs
         .find_one(doc! {"_id": &r.message})
         .projection(doc! {"purge_at": 1})
         .await
@@ -288,15 +288,15 @@ pub(super) async fn retryable(
     let mut out = Vec::with_capacity(records.len());
     for record in records {
         let Some(m) = s
-            .messages
+            .msgs
             .find_one(doc! {"_id": &record.message})
-            .projection(doc! {"notification": 1, "expires_at": 1})
+            .projection(doc! {"n": 1, "e": 1})
             .await
             .map_err(backend)?
         else {
             continue; // purged
         };
-        let Some(json) = opt_str(&m, "notification") else {
+        let Some(json) = opt_str(&m, "n") else {
             continue;
         };
         let notification: Notification = serde_json::from_str(&json).map_err(|e| {
@@ -305,7 +305,7 @@ pub(super) async fn retryable(
         out.push(RetryMobile {
             record,
             notification: Arc::new(notification),
-            expires_at_ms: get_u64(&m, "expires_at")?,
+            expires_at_ms: get_u64(&m, "e")?,
         });
     }
     Ok(out)

@@ -1,160 +1,183 @@
-//! Reads: a user's pending page and a message's status.
+//! Reads: a page of a user's stream, a message's status.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use mongodb::bson::{Bson, Document, doc};
-use pushcluster_proto::api::{MessageStatus, RecipientStatus};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use mongodb::bson::{Document, doc};
+use pushcluster_proto::api::{MessageStatus, RecipientState, RecipientStatus};
 use pushcluster_proto::delivery::now_ms;
-use serde_json::value::RawValue;
 
-use super::{MongoStore, backend, get_state, get_str, get_u64, ms, unfinished};
-use crate::{Error, Pending, PendingPage, Result};
+use super::docs::Msg;
+use super::{MongoStore, PARALLEL_READS, Server, backend, get_str, get_u64, ms};
+use crate::{Payload, Pending, PendingPage, Result};
 
-/// Which of a user's deliveries a page lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Scope {
-    /// Not yet acked (by any of the user's devices).
-    Unacked,
-    /// Acked or not: a resuming device's backlog.
-    All,
-}
-
-/// Up to `limit` of `user`'s unexpired deliveries in `scope` with `seq > after`, in seq order.
+/// Up to `limit` of `user`'s unexpired messages with `seq > after`, in seq order.
 ///
-/// `high_seq` is where this differs from redb, which reads the user's counter and inbox in one
-/// snapshot and returns the counter. Here a seq is allocated before its delivery is inserted,
-/// and concurrent submits insert out of seq order, so no read of the counter (or count of the
-/// range below it) proves that every lower seq is visible: a delivery can appear between the
-/// two reads, and a push node that took it as its high-water mark would skip it. So
-/// `high_seq` is the highest seq returned, or `after`; a push node whose next live message
-/// is above it reads the gap again, which costs one query and loses nothing.
+/// `high_seq` is the highest seq returned, or `after`: rows of concurrent batches are written
+/// out of seq order (and another collect node may still write a lower seq), so no read
+/// proves that every seq below the user's highest is visible. A push node whose next live
+/// message is above it reads the gap again, which costs one query and loses nothing.
 pub(super) async fn page(
     s: &MongoStore,
     user: &str,
     after: u64,
     limit: usize,
-    scope: Scope,
 ) -> Result<PendingPage> {
     let now = now_ms();
     let mut rows = Vec::new();
     if limit > 0 {
-        let mut filter = doc! {
-            "user": user,
-            "seq": {"$gt": ms(after)},
-            "expires_at": {"$gt": ms(now)},
-        };
-        if scope == Scope::Unacked {
-            filter.insert("state", unfinished());
-        }
         let mut cursor = s
-            .deliveries
-            .find(filter)
-            .sort(doc! {"seq": 1})
+            .rows
+            .find(doc! {"u": user, "s": {"$gt": ms(after)}})
+            .sort(doc! {"s": 1})
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .projection(doc! {"msg": 1, "seq": 1})
+            .projection(doc! {"s": 1, "m": 1, "c": 1, "e": 1, "p": 1})
             .await
             .map_err(backend)?;
-        while cursor.advance().await.map_err(backend)? {
-            let d = cursor.deserialize_current().map_err(backend)?;
-            rows.push((get_str(&d, "msg")?.to_owned(), get_u64(&d, "seq")?));
+        while let Some(d) = cursor.try_next().await.map_err(backend)? {
+            rows.push(d);
         }
     }
-    let mut messages = messages_by_id(s, rows.iter().map(|(id, _)| id.as_str())).await?;
+    // Rows without their payload (messages to many users) read it from `msgs`.
+    let wanted: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.contains_key("p"))
+        .map(|r| get_str(r, "m").map(str::to_owned))
+        .collect::<Result<_>>()?;
+    let mut payloads = payloads(s, &wanted).await?;
     let mut items = Vec::with_capacity(rows.len());
-    for (id, seq) in &rows {
-        // Purged since the delivery was read: nothing to send (as redb).
-        let Some(m) = messages.remove(id) else {
-            continue;
+    for r in &rows {
+        let expires_at_ms = get_u64(r, "e")?;
+        let id = get_str(r, "m")?;
+        let payload = match r.get_str("p") {
+            Ok(p) => Payload::trusted(p),
+            // Purged since the row was read: nothing to send (as redb).
+            Err(_) => match payloads.remove(id) {
+                Some(p) => p,
+                None => continue,
+            },
         };
-        let expires_at_ms = get_u64(&m, "expires_at")?;
         if expires_at_ms <= now {
             continue;
         }
-        let payload = RawValue::from_string(get_str(&m, "payload")?.to_owned())
-            .map_err(|e| Error::Corrupt(format!("payload of message {id}: {e}")))?;
         items.push(Pending {
-            id: id.clone(),
-            seq: *seq,
-            payload: Arc::from(payload),
-            created_at_ms: get_u64(&m, "created_at")?,
+            id: id.to_owned(),
+            seq: get_u64(r, "s")?,
+            payload,
+            created_at_ms: get_u64(r, "c")?,
             expires_at_ms,
         });
     }
-    let seen = items.last().map_or(after, |p| p.seq.max(after));
-    // Never more than was seen: between this page and any count of the counter range, a
-    // concurrent submit can make a seq visible that this page did not return, and claiming
-    // it would make the push node skip it. Gaps below a later live message cost one more
-    // read on the push node, nothing else.
-    let high_seq = seen;
+    let high_seq = items.last().map_or(after, |p| p.seq.max(after));
     Ok(PendingPage { items, high_seq })
 }
 
-async fn messages_by_id(
-    s: &MongoStore,
-    ids: impl Iterator<Item = &str>,
-) -> Result<HashMap<String, Document>> {
-    let ids: Vec<&str> = ids.collect();
-    let mut by_id = HashMap::with_capacity(ids.len());
-    if ids.is_empty() {
-        return Ok(by_id);
-    }
-    let mut cursor = s
-        .messages
-        .find(doc! {"_id": {"$in": ids}})
-        .await
-        .map_err(backend)?;
-    while cursor.advance().await.map_err(backend)? {
-        let d = cursor.deserialize_current().map_err(backend)?;
-        by_id.insert(get_str(&d, "_id")?.to_owned(), d);
-    }
-    Ok(by_id)
+/// Payloads of messages by id.
+async fn payloads(s: &MongoStore, ids: &[String]) -> Result<HashMap<String, Payload>> {
+    let docs = by_id(s, &s.msgs, ids, doc! {"p": 1}).await?;
+    docs.iter()
+        .map(|d| {
+            Ok((
+                get_str(d, "_id")?.to_owned(),
+                Payload::trusted(get_str(d, "p")?),
+            ))
+        })
+        .collect()
 }
 
-/// Recipients in `to` order; a state that is not final reads as expired once the message
-/// has expired, even before the sweep marks it (as redb).
+/// Documents of `coll` by `_id`: one `$in` on MongoDB, parallel point queries on FerretDB.
+pub(super) async fn by_id(
+    s: &MongoStore,
+    coll: &mongodb::Collection<Document>,
+    ids: &[String],
+    projection: Document,
+) -> Result<Vec<Document>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    match s.server().await {
+        Server::Mongo => coll
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(projection)
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend),
+        Server::Ferret => {
+            let found: Vec<Option<Document>> = stream::iter(ids.to_vec())
+                .map(|id| {
+                    let p = projection.clone();
+                    async move {
+                        coll.find_one(doc! {"_id": &id})
+                            .projection(p)
+                            .await
+                            .map_err(backend)
+                    }
+                })
+                .buffer_unordered(PARALLEL_READS)
+                .try_collect()
+                .await?;
+            Ok(found.into_iter().flatten().collect())
+        }
+    }
+}
+
+/// Recipients in `to` order, each state derived from the user's watermarks. A message
+/// accepted but not yet completed (its batch's rows are being written) is read from the
+/// outbox, which holds only batches not yet dispatched.
 pub(super) async fn status(s: &MongoStore, id: &str) -> Result<Option<MessageStatus>> {
-    let Some(m) = s
-        .messages
+    let found = s
+        .msgs
         .find_one(doc! {"_id": id})
-        .projection(doc! {"payload": 0})
+        .projection(doc! {"p": 0})
+        .await
+        .map_err(backend)?;
+    let mut d = match found {
+        Some(d) => d,
+        None => match in_outbox(s, id).await? {
+            Some(d) => d,
+            None => return Ok(None),
+        },
+    };
+    d.insert("p", ""); // the layout wants one; status does not read it
+    let m = Msg::from_doc(&d)?.stored;
+    let users: Vec<String> = m.recipients.iter().map(|(u, _)| u.clone()).collect();
+    let marks = super::marks::read_many(s, &users).await?;
+    let now = now_ms();
+    let recipients = m
+        .recipients
+        .into_iter()
+        .map(|(user, seq)| {
+            let (acked, delivered) = marks.get(&user).copied().unwrap_or_default();
+            let state = RecipientState::derive(seq, acked, delivered, m.expires_at_ms, now);
+            RecipientStatus { user, seq, state }
+        })
+        .collect();
+    Ok(Some(MessageStatus {
+        id: id.to_owned(),
+        created_at_ms: m.created_at_ms,
+        expires_at_ms: m.expires_at_ms,
+        recipients,
+        mobile: super::devices::records(s, id).await?,
+    }))
+}
+
+/// The message `id` as the outbox holds it, if its batch is still there.
+async fn in_outbox(s: &MongoStore, id: &str) -> Result<Option<Document>> {
+    let Some(batch) = s
+        .outbox
+        .find_one(doc! {"m._id": id})
         .await
         .map_err(backend)?
     else {
         return Ok(None);
     };
-    let expires_at_ms = get_u64(&m, "expires_at")?;
-    let mut by_user = HashMap::new();
-    let mut cursor = s.deliveries.find(doc! {"msg": id}).await.map_err(backend)?;
-    while cursor.advance().await.map_err(backend)? {
-        let d = cursor.deserialize_current().map_err(backend)?;
-        let user = get_str(&d, "user")?.to_owned();
-        by_user.insert(user, (get_u64(&d, "seq")?, get_state(&d)?));
-    }
-    let to = m
-        .get_array("to")
-        .map_err(|e| Error::Corrupt(format!("recipients of message {id}: {e}")))?;
-    let now = now_ms();
-    let mut recipients = Vec::with_capacity(to.len());
-    for user in to {
-        let Bson::String(user) = user else {
-            return Err(Error::Corrupt(format!("recipient {user} of message {id}")));
-        };
-        // Not yet stored (a submit in progress or cut short): not a recipient yet (as redb).
-        let Some(&(seq, state)) = by_user.get(user) else {
-            continue;
-        };
-        recipients.push(RecipientStatus {
-            user: user.clone(),
-            seq,
-            state: state.at(expires_at_ms, now),
-        });
-    }
-    Ok(Some(MessageStatus {
-        id: id.to_owned(),
-        created_at_ms: get_u64(&m, "created_at")?,
-        expires_at_ms,
-        recipients,
-        mobile: super::devices::records(s, id).await?,
+    let msgs = batch.get_array("m").map_err(|_| {
+        crate::Error::Corrupt(format!("messages of outbox batch {:?}", batch.get("_id")))
+    })?;
+    Ok(msgs.iter().find_map(|m| match m {
+        mongodb::bson::Bson::Document(m) if m.get_str("_id") == Ok(id) => Some(m.clone()),
+        _ => None,
     }))
 }

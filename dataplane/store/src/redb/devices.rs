@@ -187,7 +187,7 @@ pub(super) fn retryable_mobile(
             continue; // purged
         };
         let msg = Record::decode(id, bytes.value())?;
-        let Some(notification) = msg.notification else {
+        let Some(notification) = msg.meta.notification else {
             continue;
         };
         out.push(RetryMobile {

@@ -1,31 +1,50 @@
 //! The writer thread: group commit of every queued write operation.
+//!
+//! A commit applies every queued job in one transaction. The users' counters a commit touches
+//! (seqs handed out, acks, deliveries) live in a map for its duration and are written once
+//! each at the end, so a burst of acks of one user is one row update.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use pushcluster_proto::api::{MobileRecord, NewDevice, NewMessage, RecipientState};
+use pushcluster_proto::api::{MobileRecord, NewDevice, NewMessage};
 use pushcluster_proto::delivery::now_ms;
+use pushcluster_proto::payload::Payload;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::codec::{self, Meta};
 use super::{
-    EXPIRY, HISTORY, IDEMPOTENCY, INBOX, MESSAGES, PURGE, RECIPIENTS, Record, USER_SEQ, devices,
+    IDEMPOTENCY, INDEX, MESSAGES, Marks, OUTBOX, PURGE, RECIPIENTS, Record, USERS, devices,
+    load_batch, marks,
 };
-use crate::{AckOutcome, DeviceSaved, Error, Result, StoredMessage, Submitted, new_message_id};
+use crate::outbox::HandoffLease;
+use crate::{
+    Accepted, AckOutcome, BatchId, DeviceSaved, Error, OutboxBatch, Result, StoredMessage,
+    Submitted, new_message_id,
+};
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
+/// Most messages purged per sweep call, so one transaction stays small.
+const MAX_EXPIRED_PER_CALL: usize = 1000;
 
 pub(super) enum Op {
-    Submit(NewMessage),
+    Submit(Vec<NewMessage>),
     Delivered {
-        id: String,
         user: String,
+        seq: u64,
     },
     Ack {
-        id: String,
         user: String,
+        seq: u64,
     },
+    ClaimOutbox {
+        lease_ms: u64,
+        limit: usize,
+    },
+    CompleteOutbox(Vec<BatchId>),
     Expire {
         now_ms: u64,
     },
@@ -44,8 +63,9 @@ pub(super) enum Op {
 }
 
 pub(super) enum Reply {
-    Submit(oneshot::Sender<Result<Submitted>>),
+    Submit(oneshot::Sender<Result<Accepted>>),
     Ack(oneshot::Sender<Result<AckOutcome>>),
+    Batches(oneshot::Sender<Result<Vec<OutboxBatch>>>),
     Count(oneshot::Sender<Result<u64>>),
     Unit(oneshot::Sender<Result<()>>),
     Device(oneshot::Sender<Result<DeviceSaved>>),
@@ -58,8 +78,9 @@ pub(super) struct Job {
 }
 
 enum Done {
-    Submitted(Submitted),
+    Submitted(Accepted),
     Ack(AckOutcome),
+    Batches(Vec<OutboxBatch>),
     Count(u64),
     Unit,
     Device(DeviceSaved),
@@ -72,12 +93,14 @@ impl Reply {
         match (self, result) {
             (Reply::Submit(tx), Ok(Done::Submitted(s))) => drop(tx.send(Ok(s))),
             (Reply::Ack(tx), Ok(Done::Ack(a))) => drop(tx.send(Ok(a))),
+            (Reply::Batches(tx), Ok(Done::Batches(b))) => drop(tx.send(Ok(b))),
             (Reply::Count(tx), Ok(Done::Count(n))) => drop(tx.send(Ok(n))),
             (Reply::Unit(tx), Ok(Done::Unit)) => drop(tx.send(Ok(()))),
             (Reply::Device(tx), Ok(Done::Device(d))) => drop(tx.send(Ok(d))),
             (Reply::Bool(tx), Ok(Done::Bool(b))) => drop(tx.send(Ok(b))),
             (Reply::Submit(tx), Err(e)) => drop(tx.send(Err(e))),
             (Reply::Ack(tx), Err(e)) => drop(tx.send(Err(e))),
+            (Reply::Batches(tx), Err(e)) => drop(tx.send(Err(e))),
             (Reply::Count(tx), Err(e)) => drop(tx.send(Err(e))),
             (Reply::Unit(tx), Err(e)) => drop(tx.send(Err(e))),
             (Reply::Device(tx), Err(e)) => drop(tx.send(Err(e))),
@@ -87,7 +110,12 @@ impl Reply {
     }
 }
 
-pub(super) fn writer_loop(db: &Arc<Database>, rx: mpsc::Receiver<Job>, retention_ms: u64) {
+pub(super) fn writer_loop(
+    db: &Arc<Database>,
+    rx: mpsc::Receiver<Job>,
+    retention_ms: u64,
+    lease: HandoffLease,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -96,8 +124,7 @@ pub(super) fn writer_loop(db: &Arc<Database>, rx: mpsc::Receiver<Job>, retention
                 Err(_) => break,
             }
         }
-        let outcome = apply_batch(db, &mut jobs, retention_ms);
-        match outcome {
+        match apply_batch(db, &mut jobs, retention_ms, &lease) {
             Ok(results) => {
                 for (job, r) in jobs.into_iter().zip(results) {
                     job.reply.send(r);
@@ -114,17 +141,78 @@ pub(super) fn writer_loop(db: &Arc<Database>, rx: mpsc::Receiver<Job>, retention
     }
 }
 
+/// The users' counters touched by one commit, written back once at its end.
+struct Users<'t> {
+    table: redb::Table<'t, &'static str, (u64, u64, u64)>,
+    dirty: HashMap<String, Marks>,
+}
+
+impl<'t> Users<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Users<'t>> {
+        Ok(Users {
+            table: txn.open_table(USERS).map_err(Error::backend)?,
+            dirty: HashMap::new(),
+        })
+    }
+
+    fn get(&mut self, user: &str) -> Result<&mut Marks> {
+        if !self.dirty.contains_key(user) {
+            let current = marks(&self.table, user)?;
+            self.dirty.insert(user.to_owned(), current);
+        }
+        Ok(self.dirty.get_mut(user).expect("just inserted"))
+    }
+
+    fn write(mut self) -> Result<()> {
+        for (user, m) in &self.dirty {
+            self.table
+                .insert(user.as_str(), *m)
+                .map_err(Error::backend)?;
+        }
+        Ok(())
+    }
+}
+
 /// Applies every job in one transaction. A per-job result is returned for each; an `Err` of
 /// the whole means nothing was committed.
-fn apply_batch(db: &Database, jobs: &mut [Job], retention_ms: u64) -> Result<Vec<Result<Done>>> {
+fn apply_batch(
+    db: &Database,
+    jobs: &mut [Job],
+    retention_ms: u64,
+    lease: &HandoffLease,
+) -> Result<Vec<Result<Done>>> {
     let txn = db.begin_write().map_err(Error::backend)?;
+    let mut users = Users::open(&txn)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
         let r = match &mut job.op {
-            Op::Submit(msg) => submit(&txn, msg).map(Done::Submitted),
-            Op::Delivered { id, user } => delivered(&txn, id, user).map(|_| Done::Unit),
-            Op::Ack { id, user } => ack(&txn, id, user).map(Done::Ack),
-            Op::Expire { now_ms } => expire(&txn, *now_ms, retention_ms).map(Done::Count),
+            Op::Submit(batch) => {
+                submit(&txn, &mut users, std::mem::take(batch), retention_ms, lease)
+                    .map(Done::Submitted)
+            }
+            Op::Delivered { user, seq } => {
+                let m = users.get(user)?;
+                m.2 = m.2.max((*seq).min(m.0));
+                Ok(Done::Unit)
+            }
+            Op::Ack { user, seq } => {
+                let m = users.get(user)?;
+                // Never past what was handed out: an ack of a seq the user does not have yet
+                // must not swallow the message that will get it.
+                let seq = (*seq).min(m.0);
+                Ok(Done::Ack(if seq > m.1 {
+                    m.1 = seq;
+                    m.2 = m.2.max(seq);
+                    AckOutcome::Acked
+                } else {
+                    AckOutcome::AlreadyFinal
+                }))
+            }
+            Op::ClaimOutbox { lease_ms, limit } => {
+                claim_outbox(&txn, *lease_ms, *limit).map(Done::Batches)
+            }
+            Op::CompleteOutbox(ids) => complete_outbox(&txn, ids).map(|_| Done::Unit),
+            Op::Expire { now_ms } => expire(&txn, *now_ms).map(Done::Count),
             Op::PutDevice(d) => devices::put(&txn, d).map(Done::Device),
             Op::DeleteDevice { token } => devices::delete(&txn, token).map(Done::Bool),
             Op::DeviceDead { token, at_ms } => {
@@ -140,231 +228,192 @@ fn apply_batch(db: &Database, jobs: &mut [Job], retention_ms: u64) -> Result<Vec
         }
         results.push(r);
     }
+    users.write()?;
     txn.commit().map_err(Error::backend)?;
     Ok(results)
 }
 
-fn submit(txn: &WriteTransaction, msg: &mut NewMessage) -> Result<Submitted> {
+/// Stores a batch: per message its record, recipients, index entries and expiry; one outbox
+/// entry for the new ones, leased to the submitter's dispatch.
+fn submit(
+    txn: &WriteTransaction,
+    users: &mut Users<'_>,
+    batch: Vec<NewMessage>,
+    retention_ms: u64,
+    lease: &HandoffLease,
+) -> Result<Accepted> {
     let mut idem = txn.open_table(IDEMPOTENCY).map_err(Error::backend)?;
-    if let Some(key) = &msg.idempotency_key
-        && let Some(id) = idem.get(key.as_str()).map_err(Error::backend)?
-    {
-        return Ok(Submitted::Duplicate {
-            id: id.value().to_owned(),
-        });
-    }
-    let id = new_message_id();
-    let created_at_ms = now_ms();
-    let expires_at_ms = created_at_ms + msg.ttl_secs * 1000;
-    let payload = std::mem::replace(
-        &mut msg.payload,
-        serde_json::value::RawValue::NULL.to_owned(),
-    );
-    let to = std::mem::take(&mut msg.to);
-    let notification = msg.notification.take();
-
-    let mut seqs = txn.open_table(USER_SEQ).map_err(Error::backend)?;
-    let mut inbox = txn.open_table(INBOX).map_err(Error::backend)?;
-    let mut history = txn.open_table(HISTORY).map_err(Error::backend)?;
-    let mut rcpts = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
-    let mut recipients = Vec::with_capacity(to.len());
-    for user in &to {
-        let seq = seqs
-            .get(user.as_str())
-            .map_err(Error::backend)?
-            .map(|v| v.value())
-            .unwrap_or(0)
-            + 1;
-        seqs.insert(user.as_str(), seq).map_err(Error::backend)?;
-        inbox
-            .insert((user.as_str(), seq), id.as_str())
+    let mut messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
+    let mut recipients = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
+    let mut index = txn.open_table(INDEX).map_err(Error::backend)?;
+    let mut purge = txn.open_table(PURGE).map_err(Error::backend)?;
+    let now = now_ms();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut new = Vec::new();
+    for msg in batch {
+        if let Some(key) = &msg.idempotency_key
+            && let Some(id) = idem.get(key.as_str()).map_err(Error::backend)?
+        {
+            results.push(Ok(Submitted::Duplicate {
+                id: id.value().to_owned(),
+            }));
+            continue;
+        }
+        let id = new_message_id();
+        let expires_at_ms = now.saturating_add(msg.ttl_secs.saturating_mul(1000));
+        let mut list = Vec::with_capacity(msg.to.len());
+        for user in msg.to {
+            let m = users.get(&user)?;
+            m.0 += 1;
+            let seq = m.0;
+            index
+                .insert((user.as_str(), seq), id.as_str())
+                .map_err(Error::backend)?;
+            list.push((user, seq));
+        }
+        let record = Record {
+            created_at_ms: now,
+            expires_at_ms,
+            payload: Payload::from_raw(&msg.payload),
+            meta: Meta {
+                idempotency_key: msg.idempotency_key,
+                notification: msg.notification,
+                mobile: msg.mobile,
+            },
+        };
+        messages
+            .insert(id.as_str(), record.encode()?.as_slice())
             .map_err(Error::backend)?;
-        history
-            .insert((user.as_str(), seq), id.as_str())
+        recipients
+            .insert(id.as_str(), codec::encode_recipients(&list).as_slice())
             .map_err(Error::backend)?;
-        rcpts
+        purge
             .insert(
-                (id.as_str(), user.as_str()),
-                (seq, RecipientState::Pending.as_u8()),
+                (expires_at_ms.saturating_add(retention_ms), id.as_str()),
+                (),
             )
             .map_err(Error::backend)?;
-        recipients.push((user.clone(), seq));
-    }
-    let record = Record {
-        created_at_ms,
-        expires_at_ms,
-        payload,
-        idempotency_key: msg.idempotency_key.clone(),
-        to,
-        notification,
-        mobile: msg.mobile,
-    };
-    let bytes = serde_json::to_vec(&record).map_err(Error::backend)?;
-    txn.open_table(MESSAGES)
-        .map_err(Error::backend)?
-        .insert(id.as_str(), bytes.as_slice())
-        .map_err(Error::backend)?;
-    txn.open_table(EXPIRY)
-        .map_err(Error::backend)?
-        .insert((expires_at_ms, id.as_str()), ())
-        .map_err(Error::backend)?;
-    if let Some(key) = &record.idempotency_key {
-        idem.insert(key.as_str(), id.as_str())
-            .map_err(Error::backend)?;
-    }
-    Ok(Submitted::New(StoredMessage {
-        id,
-        payload: Arc::from(record.payload),
-        created_at_ms,
-        expires_at_ms,
-        recipients,
-        notification: record.notification.map(Arc::new),
-        mobile: record.mobile,
-    }))
-}
-
-/// Moves one recipient's state forward; returns the (seq, old, new) states, or `None` if the
-/// message has no such recipient.
-fn transition(
-    txn: &WriteTransaction,
-    id: &str,
-    user: &str,
-    to: RecipientState,
-) -> Result<Option<(u64, RecipientState, RecipientState)>> {
-    let mut rcpts = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
-    let Some((seq, old)) = rcpts
-        .get((id, user))
-        .map_err(Error::backend)?
-        .map(|v| v.value())
-    else {
-        return Ok(None);
-    };
-    let old = RecipientState::from_u8(old)
-        .ok_or_else(|| Error::Corrupt(format!("state {old} of {id}/{user}")))?;
-    let new = old.advance(to);
-    if new != old {
-        rcpts
-            .insert((id, user), (seq, new.as_u8()))
-            .map_err(Error::backend)?;
-    }
-    Ok(Some((seq, old, new)))
-}
-
-fn delivered(txn: &WriteTransaction, id: &str, user: &str) -> Result<()> {
-    transition(txn, id, user, RecipientState::Delivered).map(|_| ())
-}
-
-fn ack(txn: &WriteTransaction, id: &str, user: &str) -> Result<AckOutcome> {
-    match transition(txn, id, user, RecipientState::Acked)? {
-        None => Ok(AckOutcome::Unknown),
-        Some((_, old, _)) if old == RecipientState::Acked || old == RecipientState::Expired => {
-            Ok(AckOutcome::AlreadyFinal)
-        }
-        Some((seq, _, _)) => {
-            txn.open_table(INBOX)
-                .map_err(Error::backend)?
-                .remove((user, seq))
+        if let Some(key) = &record.meta.idempotency_key {
+            idem.insert(key.as_str(), id.as_str())
                 .map_err(Error::backend)?;
-            Ok(AckOutcome::Acked)
         }
-    }
-}
-
-/// Expires due messages (their unacked recipients leave the inboxes) and purges messages whose
-/// retention is over. Bounded per call so one transaction stays small.
-fn expire(txn: &WriteTransaction, now_ms: u64, retention_ms: u64) -> Result<u64> {
-    const MAX_PER_CALL: usize = 1000;
-    let mut expired = 0u64;
-    let due: Vec<(u64, String)> = {
-        let table = txn.open_table(EXPIRY).map_err(Error::backend)?;
-        let mut due = Vec::new();
-        for entry in table
-            .range((0u64, "")..(now_ms.saturating_add(1), ""))
-            .map_err(Error::backend)?
-            .take(MAX_PER_CALL)
-        {
-            let (k, _) = entry.map_err(Error::backend)?;
-            let (at, id) = k.value();
-            due.push((at, id.to_owned()));
-        }
-        due
-    };
-    for (at, id) in &due {
-        let rec = match txn
-            .open_table(MESSAGES)
-            .map_err(Error::backend)?
-            .get(id.as_str())
-            .map_err(Error::backend)?
-        {
-            Some(bytes) => Some(Record::decode(id, bytes.value())?),
-            None => None,
+        let stored = StoredMessage {
+            id,
+            payload: record.payload,
+            created_at_ms: now,
+            expires_at_ms,
+            recipients: list,
+            notification: record.meta.notification.map(Arc::new),
+            mobile: record.meta.mobile,
         };
-        if let Some(rec) = rec {
-            for user in &rec.to {
-                if let Some((seq, old, new)) = transition(txn, id, user, RecipientState::Expired)?
-                    && old != new
-                {
-                    expired += 1;
-                    txn.open_table(INBOX)
-                        .map_err(Error::backend)?
-                        .remove((user.as_str(), seq))
-                        .map_err(Error::backend)?;
-                }
-            }
-        }
-        txn.open_table(EXPIRY)
-            .map_err(Error::backend)?
-            .remove((*at, id.as_str()))
-            .map_err(Error::backend)?;
-        txn.open_table(PURGE)
-            .map_err(Error::backend)?
-            .insert((at.saturating_add(retention_ms), id.as_str()), ())
-            .map_err(Error::backend)?;
+        results.push(Ok(Submitted::New(stored.clone())));
+        new.push(stored);
     }
-    purge(txn, now_ms, MAX_PER_CALL)?;
-    Ok(expired)
+    let batch = if new.is_empty() {
+        None
+    } else {
+        let id = BatchId::new();
+        let ids: Vec<&str> = new.iter().map(|m| m.id.as_str()).collect();
+        let lease_until = lease.until(now);
+        txn.open_table(OUTBOX)
+            .map_err(Error::backend)?
+            .insert(
+                id.0.as_str(),
+                codec::encode_outbox(lease_until, &ids).as_slice(),
+            )
+            .map_err(Error::backend)?;
+        Some(OutboxBatch { id, messages: new })
+    };
+    Ok(Accepted {
+        results,
+        batch: crate::BatchReady::now(batch),
+    })
 }
 
-fn purge(txn: &WriteTransaction, now_ms: u64, max: usize) -> Result<()> {
-    let due: Vec<(u64, String)> = {
-        let table = txn.open_table(PURGE).map_err(Error::backend)?;
-        let mut due = Vec::new();
-        for entry in table
-            .range((0u64, "")..(now_ms.saturating_add(1), ""))
-            .map_err(Error::backend)?
-            .take(max)
-        {
-            let (k, _) = entry.map_err(Error::backend)?;
-            let (at, id) = k.value();
-            due.push((at, id.to_owned()));
+/// Takes up to `limit` outbox entries whose lease ran out, leasing them for `lease_ms`.
+fn claim_outbox(txn: &WriteTransaction, lease_ms: u64, limit: usize) -> Result<Vec<OutboxBatch>> {
+    let now = now_ms();
+    let mut outbox = txn.open_table(OUTBOX).map_err(Error::backend)?;
+    let mut due = Vec::new();
+    for entry in outbox.iter().map_err(Error::backend)? {
+        if due.len() >= limit {
+            break;
         }
-        due
-    };
-    let mut messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
-    let mut rcpts = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
-    let mut idem = txn.open_table(IDEMPOTENCY).map_err(Error::backend)?;
-    let mut purge = txn.open_table(PURGE).map_err(Error::backend)?;
-    let mut history = txn.open_table(HISTORY).map_err(Error::backend)?;
-    for (at, id) in &due {
-        if let Some(bytes) = messages.remove(id.as_str()).map_err(Error::backend)? {
-            let rec = Record::decode(id, bytes.value())?;
-            for user in &rec.to {
-                if let Some(v) = rcpts
-                    .remove((id.as_str(), user.as_str()))
-                    .map_err(Error::backend)?
-                {
-                    let (seq, _) = v.value();
-                    history
-                        .remove((user.as_str(), seq))
-                        .map_err(Error::backend)?;
-                }
-            }
-            if let Some(key) = &rec.idempotency_key {
-                idem.remove(key.as_str()).map_err(Error::backend)?;
-            }
-            devices::purge_mobile(txn, id)?;
+        let (k, v) = entry.map_err(Error::backend)?;
+        let (lease, ids) = codec::decode_outbox(k.value(), v.value())?;
+        if lease <= now {
+            due.push((k.value().to_owned(), ids));
         }
-        purge.remove((*at, id.as_str())).map_err(Error::backend)?;
+    }
+    let messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
+    let recipients = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
+    let mut out = Vec::with_capacity(due.len());
+    for (id, ids) in due {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        outbox
+            .insert(
+                id.as_str(),
+                codec::encode_outbox(now.saturating_add(lease_ms), &refs).as_slice(),
+            )
+            .map_err(Error::backend)?;
+        out.push(load_batch(&messages, &recipients, &id, &ids)?);
+    }
+    Ok(out)
+}
+
+fn complete_outbox(txn: &WriteTransaction, ids: &[BatchId]) -> Result<()> {
+    let mut outbox = txn.open_table(OUTBOX).map_err(Error::backend)?;
+    for id in ids {
+        outbox.remove(id.0.as_str()).map_err(Error::backend)?;
     }
     Ok(())
+}
+
+/// The first `max` `(at, id)` keys of `table` due at `now_ms`.
+fn due(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<(u64, &'static str), ()>,
+    now_ms: u64,
+    max: usize,
+) -> Result<Vec<(u64, String)>> {
+    let table = txn.open_table(table).map_err(Error::backend)?;
+    let mut due = Vec::new();
+    for entry in table
+        .range((0u64, "")..(now_ms.saturating_add(1), ""))
+        .map_err(Error::backend)?
+        .take(max)
+    {
+        let (k, _) = entry.map_err(Error::backend)?;
+        let (at, id) = k.value();
+        due.push((at, id.to_owned()));
+    }
+    Ok(due)
+}
+
+/// Purges messages whose retention is over: their record, recipients, index entries,
+/// idempotency key and mobile records. Expired messages need nothing before that: reads skip
+/// them by their record's expiry. Returns how many messages were purged.
+fn expire(txn: &WriteTransaction, now_ms: u64) -> Result<u64> {
+    let due_now = due(txn, PURGE, now_ms, MAX_EXPIRED_PER_CALL)?;
+    let mut messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
+    let mut recipients = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
+    let mut index = txn.open_table(INDEX).map_err(Error::backend)?;
+    let mut idem = txn.open_table(IDEMPOTENCY).map_err(Error::backend)?;
+    let mut purge = txn.open_table(PURGE).map_err(Error::backend)?;
+    for (at, id) in &due_now {
+        if let Some(bytes) = messages.remove(id.as_str()).map_err(Error::backend)? {
+            let rec = Record::decode(id, bytes.value())?;
+            if let Some(key) = &rec.meta.idempotency_key {
+                idem.remove(key.as_str()).map_err(Error::backend)?;
+            }
+        }
+        if let Some(list) = recipients.remove(id.as_str()).map_err(Error::backend)? {
+            for (user, seq) in codec::decode_recipients(id, list.value())? {
+                index.remove((user.as_str(), seq)).map_err(Error::backend)?;
+            }
+        }
+        devices::purge_mobile(txn, id)?;
+        purge.remove((*at, id.as_str())).map_err(Error::backend)?;
+    }
+    Ok(due_now.len() as u64)
 }

@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pushcluster_dispatch::{NodeTransport, Outcome, TransportError};
-use pushcluster_proto::delivery::{Delivery, NodeId};
 
-use crate::Hub;
+use crate::{DeliveryBatch, NodeId, NodeSink, NodeTransport, Outcome, TransportError};
 
-/// Delivers straight into this process's [`Hub`].
+/// Delivers straight into this process's node.
 pub struct LocalTransport {
-    pub hub: Arc<Hub>,
+    pub node: NodeId,
+    pub sink: Arc<dyn NodeSink>,
 }
 
 #[async_trait]
@@ -18,14 +17,14 @@ impl NodeTransport for LocalTransport {
     async fn deliver(
         &self,
         node: &NodeId,
-        batch: Vec<Delivery>,
+        batch: DeliveryBatch,
     ) -> Result<Vec<Outcome>, TransportError> {
-        if node != self.hub.node() {
+        if *node != self.node {
             return Err(TransportError::Unreachable {
                 node: node.clone(),
                 reason: "standalone mode has a single node".into(),
             });
         }
-        Ok(self.hub.deliver(batch).await)
+        Ok(self.sink.deliver(batch).await)
     }
 }

@@ -11,26 +11,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pushcluster_proto::delivery::{Delivery, NodeId};
 use pushcluster_proto::grpc::node_client::NodeClient;
 use pushcluster_proto::grpc::{self, DeliverBatch};
+use pushcluster_server::grpc::InternalClient;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::addressing::{Addressing, NodeResolver, ResolveError};
-use super::{NodeTransport, Outcome, TransportError};
+use crate::{DeliveryBatch, MAX_MESSAGE_BYTES, NodeId, NodeTransport, Outcome, TransportError};
 
 type Reply = oneshot::Sender<Result<Vec<Outcome>, TransportError>>;
 
 struct Link {
-    tx: mpsc::Sender<(Vec<Delivery>, Reply)>,
+    tx: mpsc::Sender<(DeliveryBatch, Reply)>,
 }
 
-/// [`NodeTransport`] over gRPC.
+/// [`NodeTransport`] over gRPC (internal token, mutual TLS when configured).
 pub struct GrpcTransport {
     addressing: Addressing,
     resolver: NodeResolver,
+    internal: InternalClient,
     links: Mutex<HashMap<NodeId, Link>>,
     /// Nodes whose last connect failed, and when to try again.
     backoff: Mutex<HashMap<NodeId, (Instant, Duration)>>,
@@ -38,10 +39,15 @@ pub struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    pub fn new(addressing: Addressing, resolver: NodeResolver) -> Arc<Self> {
+    pub fn new(
+        addressing: Addressing,
+        resolver: NodeResolver,
+        internal: InternalClient,
+    ) -> Arc<Self> {
         Arc::new(GrpcTransport {
             addressing,
             resolver,
+            internal,
             links: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             connect_timeout: Duration::from_secs(2),
@@ -80,7 +86,12 @@ impl GrpcTransport {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10));
-        let channel = match endpoint.connect().await {
+        // The node's certificate names it by its address (e.g. its headless-Service name),
+        // not by the IP it resolved to.
+        let host = address
+            .rsplit_once(':')
+            .map_or(address.as_str(), |(h, _)| h);
+        let channel = match self.internal.connect(endpoint, Some(host)).await {
             Ok(c) => c,
             Err(e) => {
                 // Connection refused / timed out: the pod behind this address is gone.
@@ -90,7 +101,9 @@ impl GrpcTransport {
             }
         };
         let (tx, rx) = mpsc::channel::<DeliverBatch>(256);
-        let mut client = NodeClient::new(channel);
+        let mut client = NodeClient::new(channel)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let inbound = match client.deliver(ReceiverStream::new(rx)).await {
             Ok(resp) => resp.into_inner(),
             Err(status) => return Err(self.failed(node, status.to_string())),
@@ -117,7 +130,7 @@ async fn run_link(
     node: NodeId,
     out: mpsc::Sender<DeliverBatch>,
     mut inbound: tonic::Streaming<grpc::DeliverResult>,
-    mut requests: mpsc::Receiver<(Vec<Delivery>, Reply)>,
+    mut requests: mpsc::Receiver<(DeliveryBatch, Reply)>,
 ) {
     let waiting: Arc<Mutex<VecDeque<(u64, Reply)>>> = Arc::default();
     let reader_waiting = waiting.clone();
@@ -152,10 +165,7 @@ async fn run_link(
             req = requests.recv() => {
                 let Some((deliveries, reply)) = req else { break };
                 next_batch += 1;
-                let batch = DeliverBatch {
-                    batch: next_batch,
-                    deliveries: deliveries.iter().map(Into::into).collect(),
-                };
+                let batch = deliveries.to_proto(next_batch);
                 waiting.lock().expect("lock").push_back((next_batch, reply));
                 if out.send(batch).await.is_err() {
                     break;
@@ -180,7 +190,7 @@ impl NodeTransport for GrpcTransport {
     async fn deliver(
         &self,
         node: &NodeId,
-        batch: Vec<Delivery>,
+        batch: DeliveryBatch,
     ) -> Result<Vec<Outcome>, TransportError> {
         let n = batch.len();
         let existing = self
