@@ -65,6 +65,14 @@ impl Role {
         }
     }
 
+    /// Whether the role reads or writes the message store (MongoDB): collect writes messages
+    /// and the outbox, dispatch claims outbox batches (and mobile records), push reads the
+    /// messages a resuming client missed. The contract test with pushd's flags keeps this
+    /// in step with the roles.
+    pub fn uses_message_store(self) -> bool {
+        !matches!(self, Role::Auth)
+    }
+
     /// Desired replicas.
     pub fn replicas(self, pc: &PushCluster) -> i32 {
         match self {

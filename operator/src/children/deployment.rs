@@ -112,13 +112,15 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
             v.push(env_from_secret("PUSHD_REDIS_URL", r));
         }
     };
+    if role.uses_message_store() {
+        v.push(env_from_secret(
+            "PUSHD_MONGODB_URI",
+            &s.mongo.uri_secret_ref,
+        ));
+    }
     match role {
         Role::Push => {
             v.push(env_from_field("PUSHD_NODE_IP", "status.podIP"));
-            v.push(env_from_secret(
-                "PUSHD_MONGODB_URI",
-                &s.mongo.uri_secret_ref,
-            ));
             redis(&mut v);
         }
         Role::Dispatch => {
@@ -126,10 +128,6 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
             apns_env(pc, &mut v);
         }
         Role::Collect => {
-            v.push(env_from_secret(
-                "PUSHD_MONGODB_URI",
-                &s.mongo.uri_secret_ref,
-            ));
             v.push(env("PUSHD_API_KEY_FILE", format!("{API_KEY_DIR}/key")));
             let c = &s.collect;
             for (name, value) in [
@@ -169,15 +167,12 @@ fn claims_env(a: &AuthSpec, v: &mut Vec<EnvVar>) {
 
 /// `spec.apns` as the dispatch role's `--apns-…` flags: the key comes from a Secret volume
 /// ([`APNS_DIR`]), the proxy credentials from the Secret's `username` and `password` keys.
-/// Mobile records live in MongoDB, so dispatch gets its URI too.
+/// (Mobile records live in MongoDB, which dispatch reaches anyway: see
+/// [`Role::uses_message_store`].)
 fn apns_env(pc: &PushCluster, v: &mut Vec<EnvVar>) {
     let Some(a) = pc.spec.apns.as_ref().filter(|a| a.enabled) else {
         return;
     };
-    v.push(env_from_secret(
-        "PUSHD_MONGODB_URI",
-        &pc.spec.mongo.uri_secret_ref,
-    ));
     v.push(env("PUSHD_APNS_KEY_FILE", format!("{APNS_DIR}/key.p8")));
     let endpoint = match a.environment {
         ApnsEnvironment::Production => "production",

@@ -2,7 +2,8 @@
 //! into the node (no registry; pods use `imagePullPolicy: Never`).
 //!
 //! The project's image mirrors the `Dockerfile`'s runtime stage: `pushd` and
-//! `pushcluster-operator` (release builds) in `/usr/local/bin`, the CA bundle, user and group
+//! `pushcluster-operator` (the debug builds `cargo test` made, or release ones, see
+//! [`profile`]) in `/usr/local/bin`, the CA bundle, user and group
 //! 65532, `ENTRYPOINT ["pushd"]`. Instead of a Debian base it carries exactly the shared
 //! libraries `ldd` lists, so it is built in a second from what `cargo build` produced.
 
@@ -34,11 +35,12 @@ impl Images {
     }
 }
 
-/// Which build of `pushd` and the operator goes into the image: `release` (default, what the
-/// Dockerfile ships) or `dev` (the debug build `cargo test` already made), from
-/// `PUSHCLUSTER_E2E_PROFILE`.
+/// Which build of `pushd` and the operator goes into the image, from
+/// `PUSHCLUSTER_E2E_PROFILE`: `dev` (default: the debug build `cargo test --workspace` makes
+/// anyway, so `make test` compiles nothing more) or `release` (what the Dockerfile ships; a
+/// full optimised build of the dependency tree, minutes on two cores).
 pub fn profile() -> String {
-    std::env::var("PUSHCLUSTER_E2E_PROFILE").unwrap_or_else(|_| "release".into())
+    std::env::var("PUSHCLUSTER_E2E_PROFILE").unwrap_or_else(|_| "dev".into())
 }
 
 /// The workspace's target directory, from this test binary's path (`<target>/<profile>/deps/…`).

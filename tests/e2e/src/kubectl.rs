@@ -1,11 +1,25 @@
 //! kubectl helpers of the end-to-end test: JSON lists, NodePorts, env vars, progress lines.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use pushcluster_test_support::Kubectl;
-pub use pushcluster_test_support::eventually;
 use serde_json::Value;
+
+/// Polls `check` (which usually runs kubectl) every half second until it succeeds; panics
+/// with the last error after `secs`. Half a second: each kubectl costs a tenth of a second of
+/// CPU, and the machine is shared.
+pub async fn eventually<F, Fut>(what: &str, secs: u64, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let every = Duration::from_millis(500);
+    let timeout = Duration::from_secs(secs);
+    if let Err(e) = pushcluster_test_support::poll_until(what, timeout, every, check).await {
+        panic!("{e:#}");
+    }
+}
 
 /// `kubectl ARGS -o json`, parsed.
 pub fn json(k: &Kubectl, args: &[&str]) -> anyhow::Result<Value> {

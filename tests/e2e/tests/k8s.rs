@@ -128,12 +128,13 @@ async fn the_users_story_on_a_real_node() {
     )
     .await;
     let (operators, leader) = operator_leader(&k).await;
+    let admin_port = operator_admin_port(&k).unwrap();
     eventually("the Lease holder reports itself leader", 60, || {
         let m = pod_metric(
             &k,
             OPERATOR_NS,
             &leader,
-            "http",
+            &admin_port,
             "pushcluster_operator_leader",
         );
         async move {
@@ -250,8 +251,7 @@ async fn the_users_story_on_a_real_node() {
                 "--replicas=5",
             ])?;
             cluster_settled(&k, 120).await;
-            fleet.reconnect_all();
-            fleet.wait_connected(60).await?;
+            spread(&fleet, &k, 4).await?;
             let before = fleet.connections();
             k.run(&[
                 "scale",
@@ -286,6 +286,7 @@ async fn the_users_story_on_a_real_node() {
     // 3. A push pod deleted with --grace-period=0 --force.
     let r = fleet
         .step(3, "push pod force-deleted", RATE, async {
+            spread(&fleet, &k, 2).await?;
             let victim = busiest(&fleet, &k)?;
             k.run(&[
                 "delete",
@@ -305,6 +306,7 @@ async fn the_users_story_on_a_real_node() {
     // 4. The node kills a push container behind the kubelet's back; the kubelet restarts it.
     let r = fleet
         .step(4, "push container killed on the node", RATE, async {
+            spread(&fleet, &k, 2).await?;
             let victim = busiest(&fleet, &k)?;
             let pod = push_pods(&k)?
                 .into_iter()
@@ -399,7 +401,9 @@ async fn the_users_story_on_a_real_node() {
             "replicasets",
             "services",
             "configmaps",
+            "secrets",
             "pdb",
+            "networkpolicies",
         ]
         .iter()
         .map(|kind| (*kind, items(&k, &["get", kind, "-n", APPS, "-l", &sel])))
@@ -429,6 +433,29 @@ async fn the_users_story_on_a_real_node() {
             reports.len()
         ),
     );
+}
+
+/// Reconnects every device until they are spread over at least `pods` push pods (kube-proxy
+/// picks a pod at random per connection, and programs a new pod a moment after it is Ready:
+/// a few rounds may be needed).
+async fn spread(fleet: &Fleet, k: &Kubectl, pods: usize) -> anyhow::Result<()> {
+    let mut seen = 0;
+    for _ in 0..8 {
+        fleet.reconnect_all();
+        fleet.wait_connected(60).await?;
+        let ready = push_pods(k)?;
+        let nodes: std::collections::BTreeSet<String> = fleet
+            .connections()
+            .into_iter()
+            .map(|(_, _, node)| node)
+            .collect();
+        seen = nodes.len();
+        if seen >= pods.min(ready.len()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("devices stayed on {seen} push pods after 8 reconnects; wanted {pods}")
 }
 
 /// The push pod holding the most devices now.

@@ -298,7 +298,22 @@ impl Drop for Proc {
 }
 
 /// Polls `check` until it succeeds or `timeout` passes; returns the last error on timeout.
-pub async fn wait_ready<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+pub async fn wait_ready<F, Fut>(what: &str, timeout: Duration, check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    poll_until(what, timeout, Duration::from_millis(50), check).await
+}
+
+/// [`wait_ready`] with a pause of `every` between checks (checks that start processes, such
+/// as kubectl, should not run twenty times a second on a shared machine).
+pub async fn poll_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -310,7 +325,7 @@ where
             Err(e) if Instant::now() >= deadline => {
                 anyhow::bail!("{what} not ready after {timeout:?}: {e:#}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
 }

@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use pushcluster_e2e::kubectl::json;
+use pushcluster_routing::RouteTable as _;
+use pushcluster_routing::redis::{RedisRouteTable, RedisTarget};
 use pushcluster_test_support::Kubectl;
 use pushcluster_test_support::dnsmasq::query_a;
 use pushcluster_test_support::kubenode::{CLUSTER_DOMAIN, Node};
@@ -36,44 +39,44 @@ pub fn push_addressing(k: &Kubectl) -> anyhow::Result<(u16, String)> {
     Ok((u16::try_from(port)?, service))
 }
 
-/// Every route entry in Redis names a push pod by its pod IP (and the gRPC port), and every
-/// connected device's node (from its welcome frame) is among its user's entries.
+/// Every user's routes in Redis (read through the route table dispatch uses, so the key
+/// layout is the data plane's business) name push pods by their pod IP and gRPC port, and
+/// every connected device's node (from its welcome frame) is among its user's routes.
 pub async fn routes_carry_pod_ips(
     redis: SocketAddr,
     pods: &[PushPod],
     grpc_port: u16,
     connections: &[(usize, String, String)],
 ) -> anyhow::Result<usize> {
-    let client = redis::Client::open(format!("redis://{redis}"))?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let target = RedisTarget::Standalone(format!("redis://{redis}"));
+    let table = RedisRouteTable::connect(&target, Duration::from_secs(30)).await?;
     let ids: BTreeSet<String> = pods
         .iter()
         .map(|p| format!("{}:{grpc_port}", p.ip))
         .collect();
-    let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (_, user, _) in connections {
-        if entries.contains_key(user) {
-            continue;
-        }
-        let members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(format!("pc:route:{{{user}}}"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await?;
-        for m in &members {
+    let users: Vec<&str> = connections
+        .iter()
+        .map(|(_, user, _)| user.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let routes = table.lookup(&users).await?;
+    let mut entries: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (user, nodes) in users.iter().zip(routes) {
+        let nodes: Vec<String> = nodes.into_iter().map(|n| n.0).collect();
+        for n in &nodes {
             ensure!(
-                ids.contains(m),
-                "route of {user} names {m}, not a push pod ({ids:?})"
+                ids.contains(n),
+                "route of {user} names {n}, not a push pod ({ids:?})"
             );
         }
-        entries.insert(user.clone(), members);
+        entries.insert(user, nodes);
     }
     for (_, user, node) in connections {
+        let routes = &entries[user.as_str()];
         ensure!(
-            entries[user].contains(node),
-            "{user} is connected to {node}, but its routes are {:?}",
-            entries[user]
+            routes.contains(node),
+            "{user} is connected to {node}, but its routes are {routes:?}"
         );
     }
     Ok(entries.values().map(Vec::len).sum())

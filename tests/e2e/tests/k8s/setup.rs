@@ -152,15 +152,29 @@ pub async fn operator_leader(k: &Kubectl) -> (Vec<String>, String) {
     result.into_inner().expect("result").expect("found")
 }
 
+/// The name of the operator container's port that serves its probes and metrics (the
+/// chart's readiness probe names it).
+pub fn operator_admin_port(k: &Kubectl) -> anyhow::Result<String> {
+    let deploy = json(k, &["get", "deployment", RELEASE, "-n", OPERATOR_NS])?;
+    let probe = &deploy["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    match &probe["httpGet"]["port"] {
+        Value::String(name) => Ok(name.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => anyhow::bail!("operator readiness probe has no HTTP port: {other}"),
+    }
+}
+
 /// A metric of a pod, read through the API server's pod proxy on the container port `port`.
 pub fn pod_metric(k: &Kubectl, ns: &str, pod: &str, port: &str, name: &str) -> anyhow::Result<f64> {
     let p = json(k, &["get", "pod", pod, "-n", ns])?;
-    let number = p["spec"]["containers"][0]["ports"]
+    let named = p["spec"]["containers"][0]["ports"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|c| c["name"] == port)
-        .and_then(|c| c["containerPort"].as_u64())
+        .and_then(|c| c["containerPort"].as_u64());
+    let number = named
+        .or_else(|| port.parse().ok())
         .with_context(|| format!("pod {pod} has no port {port}"))?;
     let text = k.run(&[
         "get",
