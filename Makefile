@@ -39,8 +39,9 @@ test: tools
 tools:
 	bash tests/tools/install.sh
 
-## e2e-k8s: the user's whole story on a real single-node Kubernetes (needs root; builds the
-## release pushd and operator into the test image); see docs/kubernetes-e2e.md
+## e2e-k8s: the user's whole story on a real single-node Kubernetes (needs root; puts the
+## debug pushd and operator of `cargo test --workspace` into the test image, or the release
+## ones with PUSHCLUSTER_E2E_PROFILE=release); see docs/kubernetes-e2e.md
 e2e-k8s: tools
 	$(CARGO) test -p pushcluster-e2e --test k8s -- --nocapture
 

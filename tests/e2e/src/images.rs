@@ -55,15 +55,23 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         .context("test binary is not in <target>/<profile>/deps")
 }
 
-/// Builds `pushd` and `pushcluster-operator` with `cargo build` of [`profile`] (a no-op when
-/// they are up to date) and returns the directory holding them.
+/// Builds `pushd` and `pushcluster-operator` of [`profile`] and returns the directory
+/// holding them.
+///
+/// The debug build comes from `cargo test --workspace --no-run`: the very build `make test`
+/// (`cargo test --workspace`) has just made, so there it is a no-op. A narrower
+/// `cargo build -p pushd` would resolve features differently (dev-dependencies turn on e.g.
+/// tokio's `test-util` workspace-wide), recompile most of the tree and overwrite the
+/// binaries the other tests use. The release build is `cargo build --release -p …`.
 pub fn build_binaries() -> anyhow::Result<PathBuf> {
     let profile = profile();
     let target = target_dir()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = std::time::Instant::now();
-    run(Command::new(cargo)
-        .args([
+    let args: &[&str] = if profile == "dev" {
+        &["test", "--workspace", "--no-run"]
+    } else {
+        &[
             "build",
             "--profile",
             &profile,
@@ -71,15 +79,22 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
             "pushd",
             "-p",
             "pushcluster-operator",
-        ])
+        ]
+    };
+    run(Command::new(cargo)
+        .args(args)
         .arg("--target-dir")
         .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR")))?;
     eprintln!(
-        "cargo build --profile {profile} -p pushd -p pushcluster-operator: {:.1} s",
+        "cargo {}: {:.1} s",
+        args.join(" "),
         started.elapsed().as_secs_f64()
     );
     let dir = target.join(if profile == "dev" { "debug" } else { &profile });
+    for bin in ["pushd", "pushcluster-operator"] {
+        anyhow::ensure!(dir.join(bin).exists(), "no {bin} in {}", dir.display());
+    }
     Ok(dir)
 }
 
