@@ -64,6 +64,11 @@ bench:
 bench-cluster: tools
 	$(CARGO) bench -p pushd --bench cluster_throughput
 
+## bench-vendors: each push vendor's sender against its fake over one connection (release)
+.PHONY: bench-vendors
+bench-vendors:
+	$(CARGO) bench -p pushcluster-mobile --bench vendor_throughput
+
 ## proto: regenerate the committed gRPC code from dataplane/proto/proto (needs protoc: make tools)
 proto:
 	PUSHCLUSTER_REGEN=1 $(CARGO) test -p pushcluster-proto --test codegen

@@ -4,7 +4,8 @@
 //! PushCluster garbage-collects it) and is applied server-side with one field manager.
 //!
 //! - [`config_map`]: settings shared by every role (`PUSHD_…` env vars).
-//! - [`deployment`]: one Deployment per [`Role`].
+//! - [`deployment`]: one Deployment per [`Role`]; [`mobile`]: the push vendors' settings and
+//!   credentials on the dispatch pods.
 //! - [`service`]: client, headless (push node addressing), per-role and metrics Services.
 //! - [`pdb`]: the push PodDisruptionBudget.
 //! - [`network_policy`]: one NetworkPolicy per role: who may reach which port.
@@ -20,6 +21,7 @@ use crate::crd::PushCluster;
 pub mod config_map;
 pub mod deployment;
 pub mod internal_token;
+pub mod mobile;
 pub mod network_policy;
 pub mod pdb;
 pub mod service;
@@ -63,14 +65,6 @@ impl Role {
             Role::Collect => 7004,
             Role::Auth => 7003,
         }
-    }
-
-    /// Whether the role reads or writes the message store (MongoDB): collect writes messages
-    /// and the outbox, dispatch claims outbox batches (and mobile records), push reads the
-    /// messages a resuming client missed. The contract test with pushd's flags keeps this
-    /// in step with the roles.
-    pub fn uses_message_store(self) -> bool {
-        !matches!(self, Role::Auth)
     }
 
     /// Desired replicas.

@@ -14,11 +14,13 @@ mod apns;
 mod roles;
 mod security;
 mod status;
+mod vendors;
 
 pub use apns::{ApnsEnvironment, ApnsProxy, ApnsSpec};
 pub use roles::{ADMIN_PORT, AuthSpec, CollectSpec, DispatchSpec, PushSpec, ServiceType};
 pub use security::{NetworkPoliciesSpec, SecuritySpec, TlsSpec};
 pub use status::{PushClusterStatus, RoleStatus};
+pub use vendors::{FcmSpec, HmsSpec, VivoSpec, XiaomiSpec};
 
 /// API group of every pushcluster resource.
 pub const GROUP: &str = "pushcluster.io";
@@ -84,6 +86,18 @@ pub struct PushClusterSpec {
     /// The internal token, mutual TLS and NetworkPolicies between the roles.
     #[serde(default)]
     pub security: SecuritySpec,
+    /// Firebase Cloud Messaging, for offline Android devices (direct, never through the APNs proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<FcmSpec>,
+    /// Huawei Push Kit, for offline Huawei devices (direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hms: Option<HmsSpec>,
+    /// Xiaomi push, for offline Xiaomi devices (direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xiaomi: Option<XiaomiSpec>,
+    /// vivo push, for offline vivo devices (direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vivo: Option<VivoSpec>,
 }
 
 fn default_cluster_domain() -> String {

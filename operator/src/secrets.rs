@@ -19,7 +19,7 @@ pub struct Needed {
     pub key: String,
 }
 
-/// Every Secret key `pc` references (APNs only when enabled).
+/// Every Secret key `pc` references (a push vendor's only when it is enabled).
 pub fn needed(pc: &PushCluster) -> Vec<Needed> {
     let s = &pc.spec;
     let r = |field, r: &SecretKeyRef| Needed {
@@ -53,22 +53,22 @@ pub fn needed(pc: &PushCluster) -> Vec<Needed> {
             });
         }
     }
-    if let Some(apns) = s.apns.as_ref().filter(|a| a.enabled) {
-        if let Some(k) = &apns.key_secret_ref {
-            v.push(r("spec.apns.keySecretRef", k));
-        }
-        if let Some(c) = apns
-            .proxy
-            .as_ref()
-            .and_then(|p| p.credentials_secret_ref.as_ref())
-        {
-            for key in ["username", "password"] {
-                v.push(Needed {
-                    field: "spec.apns.proxy.credentialsSecretRef",
-                    name: c.name.clone(),
-                    key: key.into(),
-                });
-            }
+    for c in crate::children::mobile::credentials(pc) {
+        v.push(r(c.field, &c.secret));
+    }
+    if let Some(c) = s
+        .apns
+        .as_ref()
+        .filter(|a| a.enabled)
+        .and_then(|a| a.proxy.as_ref())
+        .and_then(|p| p.credentials_secret_ref.as_ref())
+    {
+        for key in ["username", "password"] {
+            v.push(Needed {
+                field: "spec.apns.proxy.credentialsSecretRef",
+                name: c.name.clone(),
+                key: key.into(),
+            });
         }
     }
     v

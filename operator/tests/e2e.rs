@@ -426,7 +426,7 @@ async fn operator_on_a_real_control_plane() {
     // Invalid specs are rejected by the API server with messages that say what to fix.
     let base = std::fs::read_to_string(&example).unwrap();
     let base = base.split("---\n").nth(1).unwrap().to_owned();
-    let invalid: [(&str, &str, &str); 9] = [
+    let invalid: [(&str, &str, &str); 13] = [
         (
             "    replicas: 3\n",
             "    replicas: -1\n",
@@ -451,6 +451,26 @@ async fn operator_on_a_real_control_plane() {
             "    drainSeconds: 20\n",
             "    drainSeconds: 20\n    grpcPort: 8080\n",
             "push.clientPort and push.grpcPort must differ",
+        ),
+        (
+            "  mongo:\n",
+            "  fcm:\n    enabled: true\n  mongo:\n",
+            "fcm.credentialsSecretRef (a Secret key holding the Firebase service-account key JSON) is required when fcm.enabled is true",
+        ),
+        (
+            "  mongo:\n",
+            "  hms:\n    enabled: true\n    appId: \"104523456\"\n    clientSecretRef: {name: hms, key: secret}\n    endpoint: http://push.example\n  mongo:\n",
+            "hms.endpoint must be an https:// URL",
+        ),
+        (
+            "  mongo:\n",
+            "  xiaomi:\n    enabled: true\n    appSecretRef: {name: xiaomi, key: secret}\n  mongo:\n",
+            "xiaomi.packageName (the app's package name) is required when xiaomi.enabled is true",
+        ),
+        (
+            "  mongo:\n",
+            "  vivo:\n    enabled: true\n    appId: \"105001234\"\n    appSecretRef: {name: vivo, key: secret}\n  mongo:\n",
+            "vivo.appKey is required when vivo.enabled is true",
         ),
         (
             "  name: demo\n",
@@ -484,7 +504,7 @@ async fn operator_on_a_real_control_plane() {
         let err = format!("{err:#}");
         assert!(err.contains(message), "expected {message:?} in: {err}");
     }
-    phase(start, "9 invalid specs rejected with their messages");
+    phase(start, "13 invalid specs rejected with their messages");
 
     // A referenced Secret that is missing: Degraded naming it, no crash; recovers once created.
     let nosecret = base

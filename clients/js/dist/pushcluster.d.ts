@@ -4,8 +4,10 @@
  * - Reconnects with exponential back-off and full jitter (a restarted node is not hit by every
  *   client at the same instant); at once after 1001 "going away" (a draining node).
  * - Resumes with `last_seq` (the highest seq seen), so a reconnect receives only what it missed.
- * - Acks every message (the protocol has no batch ack: one `{"type":"ack"}` frame per message),
- *   and again when an acked message comes back (the first ack may have been lost).
+ * - Acks cumulatively: `{"type":"ack","seq":N}` covers every message up to seq N, so a burst
+ *   costs one ack (sent `ackDelayMs` after the first message it covers). With `autoAck: false`
+ *   the ack covers only the messages the app acked with nothing unacked before them. An acked
+ *   message that comes back is acked again (the first ack may have been lost).
  * - Drops duplicates by message id (delivery is at-least-once on the wire).
  * - Takes a fresh token from `getToken()` when the current one is about to expire and after a
  *   connection attempt that failed before it opened (a browser never sees the HTTP 401).
@@ -90,6 +92,9 @@ export interface Options {
     connectTimeoutMs?: number;
     /** Refresh a token that expires within this many seconds (default 30). */
     refreshMarginSecs?: number;
+    /** Acks wait this long (ms, default 20) so that one ack covers a burst; the server keeps
+     * unacked messages, so waiting costs nothing but a redelivery after a reconnect. */
+    ackDelayMs?: number;
     /** How many recent message ids are remembered to drop duplicates (default 10000). */
     dedupeWindow?: number;
     /** WebSocket constructor (default: the global one; Node 20 has none). */

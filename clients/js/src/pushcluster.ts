@@ -4,8 +4,10 @@
  * - Reconnects with exponential back-off and full jitter (a restarted node is not hit by every
  *   client at the same instant); at once after 1001 "going away" (a draining node).
  * - Resumes with `last_seq` (the highest seq seen), so a reconnect receives only what it missed.
- * - Acks every message (the protocol has no batch ack: one `{"type":"ack"}` frame per message),
- *   and again when an acked message comes back (the first ack may have been lost).
+ * - Acks cumulatively: `{"type":"ack","seq":N}` covers every message up to seq N, so a burst
+ *   costs one ack (sent `ackDelayMs` after the first message it covers). With `autoAck: false`
+ *   the ack covers only the messages the app acked with nothing unacked before them. An acked
+ *   message that comes back is acked again (the first ack may have been lost).
  * - Drops duplicates by message id (delivery is at-least-once on the wire).
  * - Takes a fresh token from `getToken()` when the current one is about to expire and after a
  *   connection attempt that failed before it opened (a browser never sees the HTTP 401).
@@ -81,6 +83,9 @@ export interface Options {
   connectTimeoutMs?: number;
   /** Refresh a token that expires within this many seconds (default 30). */
   refreshMarginSecs?: number;
+  /** Acks wait this long (ms, default 20) so that one ack covers a burst; the server keeps
+   * unacked messages, so waiting costs nothing but a redelivery after a reconnect. */
+  ackDelayMs?: number;
   /** How many recent message ids are remembered to drop duplicates (default 10000). */
   dedupeWindow?: number;
   /** WebSocket constructor (default: the global one; Node 20 has none). */
@@ -151,9 +156,16 @@ export function connect(url: string, options: Options): Client {
   const windowSize = opts.dedupeWindow ?? 10000;
   const random = opts.random || Math.random;
   const autoAck = opts.autoAck !== false;
+  const ackDelay = opts.ackDelayMs ?? 20;
   const listeners: { [E in keyof Events]?: Set<(v: unknown) => void> } = {};
   // Recent message ids → whether they were acked (a duplicate of an acked one is acked again).
   const seen = new Map<string, boolean>();
+  // Delivered messages not covered by an ack yet, in seq order; `ackedThrough` is the highest
+  // seq an ack was sent for, `ackTimer` the pending send.
+  const unacked: { seq: number; id: string; acked: boolean }[] = [];
+  let ackedThrough = 0;
+  let ackWanted = 0;
+  let ackTimer: ReturnType<typeof setTimeout> | undefined;
   let token = opts.token;
   let stale = !token;
   let lastSeq = opts.lastSeq || 0;
@@ -189,12 +201,42 @@ export function connect(url: string, options: Options): Client {
     if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
   }
 
+  function flushAck(): void {
+    ackTimer = undefined;
+    if (ackWanted > 0 && ws && ws.readyState === 1) {
+      send({ type: "ack", seq: ackWanted });
+      ackedThrough = Math.max(ackedThrough, ackWanted);
+      ackWanted = 0;
+    }
+  }
+
+  function wantAck(seq: number): void {
+    ackWanted = Math.max(ackWanted, seq);
+    if (ackTimer === undefined) ackTimer = setTimeout(flushAck, ackDelay);
+  }
+
+  /** Marks `id` acked by the app and acks the prefix of `unacked` that is all acked. */
   function ack(id: string): void {
     if (seen.has(id)) seen.set(id, true);
-    send({ type: "ack", id });
+    const entry = unacked.find((u) => u.id === id);
+    if (entry) entry.acked = true;
+    let through = 0;
+    while (unacked.length && unacked[0].acked) through = unacked.shift()!.seq;
+    if (through > 0) wantAck(through);
+  }
+
+  /** A new message: remembered in seq order until an ack covers it. */
+  function delivered(id: string, seq: number): void {
+    if (seq <= ackedThrough) return;
+    let i = unacked.length;
+    while (i > 0 && unacked[i - 1].seq > seq) i--;
+    unacked.splice(i, 0, { seq, id, acked: false });
+    if (unacked.length > windowSize) unacked.shift();
   }
 
   function stop(): void {
+    if (ackTimer !== undefined) clearTimeout(ackTimer);
+    ackTimer = undefined;
     if (timer !== undefined) clearTimeout(timer);
     if (heartbeat !== undefined) clearInterval(heartbeat);
     timer = heartbeat = undefined;
@@ -304,14 +346,17 @@ export function connect(url: string, options: Options): Client {
         if (acked === undefined) {
           seen.set(frame.id, false);
           if (seen.size > windowSize) seen.delete(seen.keys().next().value as string);
+          delivered(frame.id, frame.seq);
           emit("message", { id: frame.id, seq: frame.seq, payload: frame.payload });
           if (autoAck) ack(frame.id);
-        } else if (acked) {
+        } else if (acked && frame.seq <= ackedThrough) {
           // The server resends until it hears an ack: the first one may have been lost.
-          ack(frame.id);
+          wantAck(ackedThrough);
         }
       } else if (frame.type === "welcome") {
         attempt = 0;
+        // An ack the last connection did not get to send.
+        if (ackWanted > 0) wantAck(ackWanted);
         const every = (frame.ping_interval_secs || 25) * 1000;
         // The server's WebSocket pings are invisible to a page: send our own, and reconnect when
         // nothing at all arrives for two intervals (a dead node or a broken path).

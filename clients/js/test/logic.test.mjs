@@ -43,9 +43,12 @@ function scripted() {
 
 const nextSocket = (sockets, n) => eventually(() => sockets.length >= n && sockets[n - 1], 2000, `socket ${n}`);
 
-test("a message delivered twice is shown once and acked both times", async () => {
+/** Lets the client's ack timer (ackDelayMs: 0) fire. */
+const acksSent = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+test("a burst is acked once, cumulatively; a duplicate of an acked message is acked again", async () => {
   const { sockets, Fake } = scripted();
-  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake });
+  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake, ackDelayMs: 0 });
   const rec = record(client);
   const s = await nextSocket(sockets, 1);
   s.open();
@@ -54,10 +57,13 @@ test("a message delivered twice is shown once and acked both times", async () =>
   s.frame(m);
   s.frame({ ...m, id: "b", seq: 5 });
   assert.deepEqual(rec.messages.map((x) => x.id), ["a", "b"]);
+  await acksSent();
+  assert.deepEqual(s.sent, [{ type: "ack", seq: 5 }], "one ack covers the burst");
+  s.frame(m);
+  await acksSent();
   assert.deepEqual(s.sent, [
-    { type: "ack", id: "a" },
-    { type: "ack", id: "a" },
-    { type: "ack", id: "b" },
+    { type: "ack", seq: 5 },
+    { type: "ack", seq: 5 },
   ]);
   assert.equal(client.lastSeq, 5);
   client.close();
@@ -65,21 +71,40 @@ test("a message delivered twice is shown once and acked both times", async () =>
 
 test("autoAck: false acks nothing by itself, not even a duplicate, until the app acks", async () => {
   const { sockets, Fake } = scripted();
-  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake, autoAck: false });
+  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake, autoAck: false, ackDelayMs: 0 });
   const rec = record(client);
   const s = await nextSocket(sockets, 1);
   s.open();
   const m = { type: "message", id: "a", seq: 1, payload: 0 };
   s.frame(m);
   s.frame(m);
+  await acksSent();
   assert.deepEqual(s.sent, [], "still being processed: no ack");
   client.ack("a");
+  await acksSent();
   s.frame(m);
+  await acksSent();
   assert.deepEqual(s.sent, [
-    { type: "ack", id: "a" },
-    { type: "ack", id: "a" },
+    { type: "ack", seq: 1 },
+    { type: "ack", seq: 1 },
   ]);
   assert.equal(rec.messages.length, 1);
+  client.close();
+});
+
+test("autoAck: false: an ack covers only what the app acked with nothing unacked before it", async () => {
+  const { sockets, Fake } = scripted();
+  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake, autoAck: false, ackDelayMs: 0 });
+  const s = await nextSocket(sockets, 1);
+  s.open();
+  for (const [id, seq] of [["a", 1], ["b", 2], ["c", 3]]) s.frame({ type: "message", id, seq, payload: 0 });
+  client.ack("b");
+  client.ack("c");
+  await acksSent();
+  assert.deepEqual(s.sent, [], "a (seq 1) is still being processed");
+  client.ack("a");
+  await acksSent();
+  assert.deepEqual(s.sent, [{ type: "ack", seq: 3 }]);
   client.close();
 });
 
@@ -186,7 +211,7 @@ test("tokenExpiry reads exp; unreadable tokens have none", () => {
 
 test("server error frames and throwing listeners surface as error events, and delivery goes on", async () => {
   const { sockets, Fake } = scripted();
-  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake });
+  const client = connect("ws://x/ws", { token: "t", WebSocket: Fake, ackDelayMs: 0 });
   const rec = record(client);
   client.on("message", (m) => {
     if (m.id === "boom") throw new Error("listener failed");
@@ -197,10 +222,11 @@ test("server error frames and throwing listeners surface as error events, and de
   s.frame({ type: "message", id: "boom", seq: 1, payload: 0 });
   s.frame({ type: "message", id: "ok", seq: 2, payload: 0 });
   s.frame("not an object");
+  await acksSent();
   assert.deepEqual(rec.errors[0], { code: "unknown_id", message: "no such message for this user", id: "z" });
   assert.equal(rec.errors[1].message, "listener failed");
   assert.deepEqual(rec.messages.map((m) => m.id), ["boom", "ok"]);
-  assert.deepEqual(s.sent.map((f) => f.id), ["boom", "ok"], "a throwing listener does not stop the ack");
+  assert.deepEqual(s.sent, [{ type: "ack", seq: 2 }], "a throwing listener does not stop the ack");
   client.close();
 });
 

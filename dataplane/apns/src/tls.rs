@@ -20,19 +20,27 @@ pub enum TlsError {
 pub fn client_config(
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    with_alpn(extra_roots, b"h2")
+    with_alpn(extra_roots, &[b"h2"])
 }
 
 /// A client config for an `https://` proxy: the same roots, HTTP/1.1 (CONNECT) via ALPN.
 pub fn proxy_config(
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    with_alpn(extra_roots, b"http/1.1")
+    with_alpn(extra_roots, &[b"http/1.1"])
+}
+
+/// A client config for the other push vendors' direct clients: the same roots and
+/// provider, `h2` preferred and HTTP/1.1 accepted via ALPN (not every vendor speaks h2).
+pub fn direct_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    with_alpn(extra_roots, &[b"h2", b"http/1.1"])
 }
 
 fn with_alpn(
     extra_roots: &[CertificateDer<'static>],
-    alpn: &[u8],
+    alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -45,6 +53,6 @@ fn with_alpn(
         .map_err(TlsError::Setup)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

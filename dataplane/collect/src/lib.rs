@@ -8,8 +8,8 @@
 //!   batch is handed to dispatch without waiting. A JSON array body is a batch: up to
 //!   `--max-batch` messages in one write, `200 {"results": [...]}` with one result per message;
 //! - `GET /v1/messages/{id}` reports each recipient's state (and each mobile notification's);
-//! - `POST /v1/devices` and `DELETE /v1/devices/{token}` ([`devices`]) keep users' mobile
-//!   devices;
+//! - `POST /v1/devices`, `GET /v1/devices?user=U` and `DELETE /v1/devices/{token}`
+//!   ([`devices`]) keep users' mobile devices;
 //! - `GET /openapi.yaml` (`docs/openapi.yaml`) describes them.
 //!
 //! [`SubmitService`] is the same submit over gRPC (its server checks the same keys).
@@ -66,6 +66,7 @@ impl Collect {
                 Op::Status => on(method, status),
                 Op::RegisterDevice => on(method, devices::put_device)
                     .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY_BYTES)),
+                Op::ListDevices => on(method, devices::list_devices),
                 Op::DeleteDevice => on(method, devices::delete_device),
                 Op::OpenApi => on(method, openapi),
             };
@@ -84,48 +85,55 @@ impl Collect {
             .with_state(self.clone())
     }
 
+    /// A batch is validated whole: one invalid message refuses the batch (its status, the
+    /// message's index in the error and `field`), so nothing is half-accepted for a mistake
+    /// the caller must fix anyway. Store outcomes are per message.
     async fn submit_batch(&self, body: &[u8]) -> Resp {
         let parsed = match parse_batch(body, &self.limits) {
             Ok(p) => p,
             Err(invalid) => return invalid_response(invalid),
         };
-        let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(parsed.len());
-        let mut valid = Vec::new();
-        for p in parsed {
+        let mut valid = Vec::with_capacity(parsed.len());
+        for (i, p) in parsed.into_iter().enumerate() {
             match p {
-                Ok(m) => {
-                    valid.push(m);
-                    results.push(None);
+                Ok(m) => valid.push(m),
+                Err(invalid) => {
+                    let status =
+                        StatusCode::from_u16(invalid.status).unwrap_or(StatusCode::BAD_REQUEST);
+                    let field = format!(
+                        "[{i}]{}",
+                        invalid.field.map(|f| format!(".{f}")).unwrap_or_default()
+                    );
+                    return respond::error(
+                        status,
+                        format!(
+                            "message [{i}] of the batch: {}; nothing was accepted",
+                            invalid.message
+                        ),
+                        Some(&field),
+                    );
                 }
-                Err(invalid) => results.push(Some(BatchResult {
-                    status: invalid.status,
-                    id: None,
-                    duplicate: false,
-                    error: Some(invalid.message),
-                    field: invalid.field.map(str::to_owned),
-                })),
             }
         }
-        let mut accepted = self.accept(valid).await.into_iter();
-        let results = results
+        let results = self
+            .accept(valid)
+            .await
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| match accepted.next() {
-                    Some(Ok(a)) => BatchResult {
-                        status: 202,
-                        id: Some(a.id),
-                        duplicate: a.duplicate,
-                        error: None,
-                        field: None,
-                    },
-                    other => BatchResult {
-                        status: 503,
-                        id: None,
-                        duplicate: false,
-                        error: Some(other.and_then(Result::err).unwrap_or_default()),
-                        field: None,
-                    },
-                })
+            .map(|r| match r {
+                Ok(a) => BatchResult {
+                    status: 202,
+                    id: Some(a.id),
+                    duplicate: a.duplicate,
+                    error: None,
+                    field: None,
+                },
+                Err(reason) => BatchResult {
+                    status: 503,
+                    id: None,
+                    duplicate: false,
+                    error: Some(reason),
+                    field: None,
+                },
             })
             .collect();
         respond::json(StatusCode::OK, &BatchAccepted { results })

@@ -13,6 +13,8 @@ pub enum Op {
     Status,
     /// `POST /v1/devices`.
     RegisterDevice,
+    /// `GET /v1/devices?user=U`.
+    ListDevices,
     /// `DELETE /v1/devices/{token}`.
     DeleteDevice,
     /// `GET /openapi.yaml`: the spec itself, no API key needed.
@@ -43,6 +45,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/messages", Op::Submit),
     route("GET", "/v1/messages/{id}", Op::Status),
     route("POST", "/v1/devices", Op::RegisterDevice),
+    route("GET", "/v1/devices", Op::ListDevices),
     route("DELETE", "/v1/devices/{token}", Op::DeleteDevice),
     route("GET", "/openapi.yaml", Op::OpenApi),
 ];

@@ -76,8 +76,9 @@ pub struct StandaloneArgs {
     pub http: HttpArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    /// Mobile push: APNs, FCM, Huawei, Xiaomi, vivo (each off unless configured).
     #[command(flatten)]
-    pub apns: pushcluster_apns::ApnsArgs,
+    pub mobile: pushcluster_mobile::MobileArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -1,12 +1,12 @@
 //! The `pushd` binary's library: command line ([`cli`]), the standalone wiring
-//! ([`standalone`]), the cluster roles ([`roles`]), mobile push on APNs ([`mobile`]), the demo
-//! page and JavaScript SDK served to browsers ([`web`]) and the small client tools ([`tools`]).
+//! ([`standalone`]), the cluster roles ([`roles`]), the demo page and JavaScript SDK served to
+//! browsers ([`web`]) and the small client tools ([`tools`]). Mobile push (every vendor) is
+//! `pushcluster-mobile`; the roles only wire its flags.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 pub mod cli;
-pub mod mobile;
 pub mod roles;
 pub mod standalone;
 pub mod tools;

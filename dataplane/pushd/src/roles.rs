@@ -3,26 +3,20 @@
 //! Every role serves `/metrics`, `/healthz` and `/readyz` on `--admin-listen` and its gRPC
 //! service on `--grpc-listen`; push and collect also serve their public surface on `--listen`
 //! (client WebSockets, the HTTP API; `/healthz` and `/readyz` there too, for load balancers).
-//! Once bound, a role prints `pushd listening on http://ADDR` (if it has `--listen`),
-//! `pushd grpc on ADDR` and `pushd admin on http://ADDR` on stdout, in that order, and drains
-//! on SIGTERM within `--grace-period`.
+//! The lifecycle (bind and announce, serve, drain on SIGTERM within `--grace-period`) is
+//! `pushcluster_server::role`; each role file here is wiring: flags → typed config → the
+//! role's services.
 //!
 //! Internal gRPC (`Dispatch`, `Node`, `Auth`) always requires the internal token
 //! (`--internal-token-file` / `PUSHD_INTERNAL_TOKEN`), and mutual TLS with `--tls-*`.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use axum::Router;
 use pushcluster_config::{ApiKeyArgs, HttpArgs, InternalArgs};
+use pushcluster_server::Secrets;
 use pushcluster_server::grpc::{InternalClient, Tls, TlsFiles};
 use pushcluster_server::http::HttpLimits;
-use pushcluster_server::ops::Ops;
-use pushcluster_server::{Secrets, Shutdown};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub mod auth;
@@ -32,47 +26,6 @@ pub mod push;
 
 /// How often secret and certificate files are checked for changes.
 pub const FILE_POLL: Duration = Duration::from_secs(2);
-
-/// Bound listeners of a role.
-pub struct Bound {
-    /// The public surface (push: clients; collect: the API); none for dispatch and auth.
-    pub http: Option<TcpListener>,
-    pub grpc: TcpListener,
-    pub grpc_addr: SocketAddr,
-    pub admin: TcpListener,
-}
-
-async fn listen(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("failed to listen on {addr}"))
-}
-
-/// Binds every listener, then announces them on stdout (one machine-readable line each).
-pub async fn bind(
-    http: Option<SocketAddr>,
-    grpc: SocketAddr,
-    admin: SocketAddr,
-) -> anyhow::Result<Bound> {
-    let http = match http {
-        Some(a) => Some(listen(a).await?),
-        None => None,
-    };
-    let grpc = listen(grpc).await?;
-    let admin = listen(admin).await?;
-    let grpc_addr = grpc.local_addr()?;
-    if let Some(http) = &http {
-        println!("pushd listening on http://{}", http.local_addr()?);
-    }
-    println!("pushd grpc on {grpc_addr}");
-    println!("pushd admin on http://{}", admin.local_addr()?);
-    Ok(Bound {
-        http,
-        grpc,
-        grpc_addr,
-        admin,
-    })
-}
 
 /// The bounds of the public surface, from the flags.
 pub fn http_limits(args: &HttpArgs) -> anyhow::Result<HttpLimits> {
@@ -147,68 +100,4 @@ impl Drop for Internal {
             w.abort();
         }
     }
-}
-
-/// A role's HTTP side and its shutdown settings.
-pub struct Serving {
-    pub ops: Arc<Ops>,
-    /// The public surface and its routes.
-    pub http: Option<(TcpListener, Router)>,
-    pub limits: HttpLimits,
-    pub admin: TcpListener,
-    pub shutdown: Shutdown,
-    pub grace: Duration,
-}
-
-/// Runs `grpc` (a tonic server future that ends on shutdown), the public surface and the admin
-/// surface until `stop`; then marks the role unready, runs `drain`, and waits for them within
-/// the grace period.
-pub async fn run_until(
-    serving: Serving,
-    grpc: impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
-    stop: impl Future<Output = ()>,
-    drain: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let Serving {
-        ops,
-        http,
-        limits,
-        admin,
-        shutdown,
-        grace,
-    } = serving;
-    let server = http.map(|(listener, routes)| {
-        tokio::spawn(pushcluster_server::http::serve(
-            listener,
-            routes.merge(ops.health_routes()),
-            limits,
-            shutdown.clone(),
-        ))
-    });
-    let admin = tokio::spawn(pushcluster_server::ops::serve_admin(
-        admin,
-        ops.clone(),
-        shutdown.clone(),
-    ));
-    let grpc = tokio::spawn(grpc);
-    ops.set_ready(true);
-    stop.await;
-    tracing::info!(?grace, "draining");
-    ops.set_ready(false);
-    let finished = tokio::time::timeout(grace, async {
-        drain.await;
-        shutdown.trigger();
-        if let Some(server) = server {
-            let _ = server.await;
-        }
-        if let Ok(Err(e)) = grpc.await {
-            tracing::warn!(error = %e, "gRPC server ended with an error");
-        }
-        let _ = admin.await;
-    })
-    .await;
-    if finished.is_err() {
-        tracing::warn!("grace period over; exiting");
-    }
-    Ok(())
 }

@@ -51,8 +51,8 @@ pub struct Config {
     pub grace_period: Duration,
     pub sweep_interval: Duration,
     pub outbox: pushcluster_config::OutboxArgs,
-    /// APNs, when `--apns-key-file` is given: mobile push for messages with a notification.
-    pub apns: Option<pushcluster_apns::ApnsConfig>,
+    /// The push vendors configured: mobile push for messages with a notification.
+    pub mobile: pushcluster_mobile::MobileConfig,
     /// Development only: the demo page carries the API key (`--dev-api-key-in-page`).
     pub dev_api_key_in_page: bool,
 }
@@ -73,7 +73,7 @@ impl Config {
         let claims = crate::roles::auth::claim_rules(&a.jwt_claims)?;
         let api_keys = crate::roles::api_keys_list(&a.secrets.api_keys)
             .map_err(|e| ConfigError(e.to_string()))?;
-        let apns = crate::mobile::apns_config(&a.apns).map_err(|e| ConfigError(e.to_string()))?;
+        let mobile = a.mobile.config().map_err(|e| ConfigError(e.to_string()))?;
         if a.dev_api_key_in_page && !a.listen.ip().is_loopback() {
             return Err(ConfigError(format!(
                 "--dev-api-key-in-page hands the API key to whoever loads the page; it needs a \
@@ -101,7 +101,7 @@ impl Config {
             grace_period: a.shutdown.grace_period,
             sweep_interval: a.sweep_interval,
             outbox: a.outbox,
-            apns,
+            mobile,
             dev_api_key_in_page: a.dev_api_key_in_page,
         })
     }
@@ -122,7 +122,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     keys.cache().metrics().register(&mut registry);
     let key_watcher = keys.watch(KEY_POLL);
     let api_key_watcher = config.api_keys.watch(KEY_POLL);
-    let mobile = crate::mobile::mobile_push(config.apns.clone(), store.clone(), &mut registry)?;
+    let mobile =
+        pushcluster_mobile::mobile_push(config.mobile.clone(), store.clone(), &mut registry)?;
     let admission = Admission::new(config.admission);
     admission.register(&mut registry);
     let ops = Ops::new(registry);
@@ -168,7 +169,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
-        crate::mobile::spawn_retries(mobile, shutdown.clone());
+        let shutdown = shutdown.clone();
+        pushcluster_mobile::spawn_retries(mobile, async move { shutdown.wait().await });
     }
     let stopping = shutdown.clone();
     let workers = tokio::spawn(worker::run(dispatcher, queue, async move {

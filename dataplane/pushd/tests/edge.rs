@@ -422,6 +422,8 @@ async fn internal_roles(redis: &Redis, mongo: &Mongo, tls: &[String]) -> (Role, 
         s("--grpc-listen=127.0.0.1:0"),
         format!("--redis-url={}", redis.url),
         s("--node-addr-template={ip}:{port}"),
+        format!("--mongodb-uri={}", mongo.uri),
+        format!("--mongodb-database={}", mongo.database),
     ];
     d.extend(tls.iter().cloned());
     let dispatch = Role::spawn("dispatch", &d).await;
@@ -631,5 +633,85 @@ async fn a_whole_cluster_over_mutual_tls_with_one_server_name() {
     let cluster = common::cluster::Cluster::start(&mongo, &options).await;
     for (i, push) in cluster.pushes.iter().enumerate() {
         delivered_through(push, &cluster.collect, &format!("tls-user-{i}")).await;
+    }
+}
+
+/// Even a caller with the internal token cannot make a connection skip real messages: a
+/// `Node.Deliver` entry whose seq the store does not have is dropped and counted, and the
+/// next real message still arrives.
+#[tokio::test]
+async fn a_forged_seq_on_node_deliver_never_moves_a_connection() {
+    let Some((redis, mongo)) = services().await else {
+        return;
+    };
+    let (_auth, dispatch, push) = internal_roles(&redis, &mongo, &[]).await;
+    let collect = Role::spawn(
+        "collect",
+        &[
+            s("--listen=127.0.0.1:0"),
+            s("--grpc-listen=127.0.0.1:0"),
+            format!("--dispatch-addr=http://{}", dispatch.grpc),
+            format!("--mongodb-uri={}", mongo.uri),
+            format!("--mongodb-database={}", mongo.database),
+        ],
+    )
+    .await;
+    let url = format!("ws://{}/ws?token={}", push.http(), token("fay"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("welcome"));
+
+    let now = pushcluster_proto::delivery::now_ms();
+    let forged = pushcluster_proto::grpc::DeliverBatch {
+        batch: 1,
+        messages: vec![pushcluster_proto::grpc::NodeMessage {
+            id: s("forged"),
+            payload: s("{\"forged\":true}"),
+            created_at_ms: now,
+            expires_at_ms: now + 60_000,
+        }],
+        entries: vec![pushcluster_proto::grpc::NodeEntry {
+            user: s("fay"),
+            seq: 1_000_000,
+            message: 0,
+        }],
+    };
+    let mut node = NodeClient::new(plain(push.grpc).await);
+    let mut results = node
+        .deliver(with_bearer(
+            tokio_stream::iter(vec![forged]),
+            INTERNAL_TOKEN,
+        ))
+        .await
+        .expect("the internal token is accepted")
+        .into_inner();
+    results.message().await.expect("a result").expect("one");
+    let counted = "pushd_untrusted_deliveries_total";
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = sample(&metrics(push.admin).await, counted);
+        if seen >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 1.0, "{counted}");
+
+    let (status, body) =
+        post_message(collect.http(), &json!({"to": ["fay"], "payload": "real"})).await;
+    assert_eq!(status, 202, "{body}");
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the real message arrives")
+            .unwrap()
+            .unwrap();
+        if let Some(m) = pushcluster_proto::frame::decode_message(msg.to_text().unwrap()) {
+            assert_eq!(m.id, body["id"].as_str().unwrap(), "never the forged one");
+            assert_eq!(m.seq, 1);
+            break;
+        }
     }
 }

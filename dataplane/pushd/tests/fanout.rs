@@ -88,7 +88,8 @@ async fn offline_find_it(nodes: &[SocketAddr], users: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_recipients_of_a_64_kib_message_standalone() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    // Every test client connects from 127.0.0.1: no per-address connect rate here.
+    let server = Server::start(dir.path(), &["--connect-rate-per-ip=0"]).await;
     let users = names("sf");
     let connected = 1_000;
     let got = Arc::new(AtomicUsize::new(0));
@@ -113,7 +114,9 @@ async fn ten_thousand_recipients_of_a_64_kib_message_in_the_cluster() {
     let Some(mongo) = Mongo::start().await else {
         return;
     };
-    let cluster = Cluster::start(&mongo, &local(redis.url.clone())).await;
+    let mut options = local(redis.url.clone());
+    options.push_args = vec!["--connect-rate-per-ip=0".into()];
+    let cluster = Cluster::start(&mongo, &options).await;
     let nodes: Vec<SocketAddr> = cluster.pushes.iter().map(|p| p.http()).collect();
     let users = names("cf");
     let connected = 600;
@@ -143,7 +146,10 @@ async fn a_draining_node_sends_every_client_1001_within_the_grace_period() {
     };
     let mut options = local(redis.url.clone());
     let grace = Duration::from_secs(10);
-    options.push_args = vec![format!("--grace-period={}s", grace.as_secs())];
+    options.push_args = vec![
+        format!("--grace-period={}s", grace.as_secs()),
+        "--connect-rate-per-ip=0".into(),
+    ];
     let cluster = Cluster::start(&mongo, &options).await;
     let node = cluster.pushes[0].http();
     let n = 3_000;

@@ -223,8 +223,12 @@ async fn standalone_devices_api_validates_and_connected_users_get_no_push() {
     let bad = [
         (json!({"platform": "apns", "token": ok}), "user"),
         (
-            json!({"user": "u", "platform": "fcm", "token": ok}),
+            json!({"user": "u", "platform": "gcm", "token": ok}),
             "platform",
+        ),
+        (
+            json!({"user": "u", "platform": "fcm", "token": ok}),
+            "token",
         ),
         (json!({"user": "u", "token": ok}), "platform"),
         (json!({"user": "u", "platform": "apns"}), "token"),
@@ -257,10 +261,16 @@ async fn standalone_devices_api_validates_and_connected_users_get_no_push() {
         .request("POST", "/v1/devices", Some("{nope".into()), API_KEY)
         .await;
     assert_eq!(code, 400, "{resp}");
-    let (code, _) = server.request("GET", "/v1/devices", None, API_KEY).await;
+    let (code, resp) = server.request("GET", "/v1/devices", None, API_KEY).await;
+    assert_eq!(
+        (code, resp["field"].as_str()),
+        (400, Some("user")),
+        "{resp}"
+    );
+    let (code, _) = server.request("PUT", "/v1/devices", None, API_KEY).await;
     assert_eq!(code, 405);
     let (code, resp) = server
-        .request("DELETE", "/v1/devices/not-hex", None, API_KEY)
+        .request("DELETE", "/v1/devices/not%20a%20token", None, API_KEY)
         .await;
     assert_eq!(
         (code, resp["field"].as_str()),

@@ -13,6 +13,8 @@
 //! - [`grpc`]: every gRPC server behind a bearer-token check (`UNAUTHENTICATED`, counted),
 //!   optional mutual TLS with certificates re-read on change, and the authenticated client
 //!   channel internal callers use.
+//! - [`role`]: a role's lifecycle: bind and announce its listeners, serve until the stop
+//!   signal, drain within the grace period.
 //! - [`shutdown`]: the one shutdown signal (SIGTERM/SIGINT) passed down to every task.
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub mod grpc;
 pub mod http;
 pub mod ops;
 pub mod respond;
+pub mod role;
 pub mod secret;
 pub mod shutdown;
 mod watch;

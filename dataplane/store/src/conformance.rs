@@ -326,6 +326,44 @@ pub async fn devices(store: &dyn MessageStore) {
     assert!(store.delete_device(&t1).await.unwrap());
     assert!(!store.delete_device(&t1).await.unwrap());
     assert!(store.devices("du").await.unwrap().is_empty());
+
+    // Every vendor's token is stored as issued (case-sensitive), with its platform.
+    for (platform, token) in [
+        (Platform::Fcm, "cZx1:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"),
+        (Platform::Hms, "IQAAAACy0kYqAAAAARd-_.b"),
+        (
+            Platform::Xiaomi,
+            "d//igwEhgBGCI2TG6lWqlK8gRrx/VACnGKyaqfBB7Fk=",
+        ),
+        (Platform::Vivo, "15503125070831162371433"),
+    ] {
+        let mut d = device("vendors", token, None);
+        d.platform = platform;
+        store.put_device(d).await.unwrap();
+    }
+    let listed = store.devices("vendors").await.unwrap();
+    let got: Vec<_> = listed
+        .iter()
+        .map(|d| (d.platform, d.token.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Platform::Vivo, "15503125070831162371433"),
+            (Platform::Hms, "IQAAAACy0kYqAAAAARd-_.b"),
+            (Platform::Fcm, "cZx1:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"),
+            (
+                Platform::Xiaomi,
+                "d//igwEhgBGCI2TG6lWqlK8gRrx/VACnGKyaqfBB7Fk="
+            ),
+        ]
+    );
+    assert!(
+        store
+            .delete_device("d//igwEhgBGCI2TG6lWqlK8gRrx/VACnGKyaqfBB7Fk=")
+            .await
+            .unwrap()
+    );
 }
 
 fn record(msg: &str, user: &str, token: &str) -> MobileRecord {
@@ -361,11 +399,11 @@ pub async fn mobile_records(store: &dyn MessageStore, retention_ms: u64) {
     assert_eq!(again.notification.as_deref().and_then(|n| n.badge), Some(2));
     assert_eq!(again.mobile, Mobile::Always);
 
-    let (t1, t2) = ("d1".repeat(32), "0e".repeat(32));
+    let (t1, t2) = ("d1".repeat(32), "0IQAAAACy0kYqAAAAARd-_.b".to_owned());
     let mut r1 = record(&m.id, "mu", &t1);
     assert!(store.claim_mobile(&r1).await.unwrap());
     assert!(!store.claim_mobile(&r1).await.unwrap(), "claimed once only");
-    let r2 = record(&m.id, "mu", &t2);
+    let r2 = MobileRecord::claim(&m.id, "mu", Platform::Hms, &t2, now_ms());
     assert!(store.claim_mobile(&r2).await.unwrap());
     let status = store.status(&m.id).await.unwrap().unwrap();
     let states: Vec<_> = status
@@ -384,12 +422,14 @@ pub async fn mobile_records(store: &dyn MessageStore, retention_ms: u64) {
     r1.state = MobileState::Accepted;
     r1.attempts = 1;
     r1.apns_id = Some("6f2c3a1e-8d4b-4c1a-9e52-7b0d1f3a5c88".into());
+    r1.vendor_id = r1.apns_id.clone();
     r1.updated_at_ms += 5;
     store.update_mobile(&r1).await.unwrap();
     let mut r2b = r2.clone();
     r2b.state = MobileState::Rejected;
-    r2b.reason = Some("Unregistered".into());
-    r2b.attempts = 1;
+    r2b.reason = Some("80300007 all tokens invalid".into());
+    r2b.attempts = 2;
+    r2b.vendor_id = Some("173476398735820631000601".into());
     store.update_mobile(&r2b).await.unwrap();
     assert!(
         !store.claim_mobile(&r1).await.unwrap(),

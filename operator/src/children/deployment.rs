@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Role, config_map, internal_token, meta, role_labels, selector, stable_hash};
-use crate::crd::{ADMIN_PORT, ApnsEnvironment, AuthSpec, PushCluster, Resources, SecretKeyRef};
+use crate::crd::{ADMIN_PORT, AuthSpec, PushCluster, Resources, SecretKeyRef};
 
 /// Pod template annotation holding a hash of the shared settings: a change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "pushcluster.io/config-hash";
@@ -26,8 +26,6 @@ pub const CONFIG_HASH_ANNOTATION: &str = "pushcluster.io/config-hash";
 pub const JWT_DIR: &str = "/etc/pushcluster/jwt";
 /// Where auth pods see the JWKS (`jwks.json`) when `spec.auth.jwksSecretRef` is set.
 pub const JWKS_DIR: &str = "/etc/pushcluster/jwks";
-/// Where dispatch pods see the APNs signing key (`key.p8`) when `spec.apns` is enabled.
-pub const APNS_DIR: &str = "/etc/pushcluster/apns";
 /// Where collect pods see the API key(s) (`key`).
 pub const API_KEY_DIR: &str = "/etc/pushcluster/api-key";
 /// Where every pod sees the internal token (`token`).
@@ -40,7 +38,7 @@ pub const RUN_AS: i64 = 65532;
 /// Seconds the pod gets beyond pushd's own `--grace-period` before it is killed.
 pub const GRACE_MARGIN_SECONDS: i64 = 15;
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
+pub(super) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -48,7 +46,7 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
-fn env_from_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
+pub(super) fn env_from_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -112,22 +110,29 @@ pub fn role_env(pc: &PushCluster, role: Role) -> Vec<EnvVar> {
             v.push(env_from_secret("PUSHD_REDIS_URL", r));
         }
     };
-    if role.uses_message_store() {
-        v.push(env_from_secret(
-            "PUSHD_MONGODB_URI",
-            &s.mongo.uri_secret_ref,
-        ));
-    }
     match role {
         Role::Push => {
             v.push(env_from_field("PUSHD_NODE_IP", "status.podIP"));
+            v.push(env_from_secret(
+                "PUSHD_MONGODB_URI",
+                &s.mongo.uri_secret_ref,
+            ));
             redis(&mut v);
         }
         Role::Dispatch => {
+            // The outbox lives in MongoDB (and, with a push vendor, devices and records).
+            v.push(env_from_secret(
+                "PUSHD_MONGODB_URI",
+                &s.mongo.uri_secret_ref,
+            ));
             redis(&mut v);
-            apns_env(pc, &mut v);
+            super::mobile::dispatch_env(pc, &mut v);
         }
         Role::Collect => {
+            v.push(env_from_secret(
+                "PUSHD_MONGODB_URI",
+                &s.mongo.uri_secret_ref,
+            ));
             v.push(env("PUSHD_API_KEY_FILE", format!("{API_KEY_DIR}/key")));
             let c = &s.collect;
             for (name, value) in [
@@ -165,64 +170,22 @@ fn claims_env(a: &AuthSpec, v: &mut Vec<EnvVar>) {
     }
 }
 
-/// `spec.apns` as the dispatch role's `--apns-…` flags: the key comes from a Secret volume
-/// ([`APNS_DIR`]), the proxy credentials from the Secret's `username` and `password` keys.
-/// (Mobile records live in MongoDB, which dispatch reaches anyway: see
-/// [`Role::uses_message_store`].)
-fn apns_env(pc: &PushCluster, v: &mut Vec<EnvVar>) {
-    let Some(a) = pc.spec.apns.as_ref().filter(|a| a.enabled) else {
-        return;
-    };
-    v.push(env("PUSHD_APNS_KEY_FILE", format!("{APNS_DIR}/key.p8")));
-    let endpoint = match a.environment {
-        ApnsEnvironment::Production => "production",
-        ApnsEnvironment::Sandbox => "sandbox",
-    };
-    v.push(env("PUSHD_APNS_ENDPOINT", endpoint));
-    for (name, value) in [
-        ("PUSHD_APNS_KEY_ID", &a.key_id),
-        ("PUSHD_APNS_TEAM_ID", &a.team_id),
-        ("PUSHD_APNS_TOPIC", &a.topic),
-    ] {
-        if let Some(value) = value {
-            v.push(env(name, value.clone()));
-        }
-    }
-    if let Some(proxy) = &a.proxy {
-        v.push(env("PUSHD_APNS_PROXY", proxy.url.clone()));
-        if let Some(creds) = &proxy.credentials_secret_ref {
-            for (name, key) in [
-                ("APNS_PROXY_USERNAME", "username"),
-                ("APNS_PROXY_PASSWORD", "password"),
-            ] {
-                v.push(env_from_secret(
-                    name,
-                    &SecretKeyRef {
-                        name: creds.name.clone(),
-                        key: key.into(),
-                    },
-                ));
-            }
-            // Kubernetes expands `$(VAR)` from the variables defined above.
-            v.push(env(
-                "PUSHD_APNS_PROXY_CREDENTIALS",
-                "$(APNS_PROXY_USERNAME):$(APNS_PROXY_PASSWORD)",
-            ));
-        }
-    }
-}
-
 /// A Secret mounted as files.
-struct SecretVolume {
-    name: &'static str,
-    dir: &'static str,
-    secret: String,
+pub struct SecretVolume {
+    pub name: &'static str,
+    pub dir: &'static str,
+    pub secret: String,
     /// Secret key → file name.
-    items: Vec<(String, &'static str)>,
+    pub items: Vec<(String, &'static str)>,
 }
 
 impl SecretVolume {
-    fn one(name: &'static str, dir: &'static str, r: &SecretKeyRef, file: &'static str) -> Self {
+    pub fn one(
+        name: &'static str,
+        dir: &'static str,
+        r: &SecretKeyRef,
+        file: &'static str,
+    ) -> Self {
         SecretVolume {
             name,
             dir,
@@ -270,16 +233,7 @@ fn secret_volumes(pc: &PushCluster, role: Role) -> Vec<SecretVolume> {
             &s.collect.api_key_secret_ref,
             "key",
         )),
-        Role::Dispatch => {
-            if let Some(key) = s
-                .apns
-                .as_ref()
-                .filter(|a| a.enabled)
-                .and_then(|a| a.key_secret_ref.as_ref())
-            {
-                v.push(SecretVolume::one("apns", APNS_DIR, key, "key.p8"));
-            }
-        }
+        Role::Dispatch => v.extend(super::mobile::volumes(pc)),
         Role::Push => {}
     }
     v

@@ -297,6 +297,7 @@ fn env_vars_are_flags_of_pushd_roles() {
     full.auth.issuer = Some("https://idp.example.com/".into());
     full.auth.audiences = vec!["pushcluster".into()];
     full.auth.leeway_seconds = Some(10);
+    vendor_specs(&mut full);
     let mut redis_secret = spec();
     redis_secret.redis.url = None;
     redis_secret.redis.url_secret_ref = Some(SecretKeyRef {
@@ -471,4 +472,140 @@ fn a_jwks_secret_is_mounted_for_auth_and_named_by_env() {
             .iter()
             .any(|n| n.field == "spec.auth.jwksSecretRef" && n.name == "idp")
     );
+}
+
+/// Every direct vendor enabled, each with its Secret and an endpoint.
+fn vendor_specs(s: &mut crate::crd::PushClusterSpec) {
+    let v: serde_json::Value = serde_json::json!({
+        "fcm": {"enabled": true, "credentialsSecretRef": {"name": "fcm", "key": "sa.json"},
+                "projectId": "my-project", "endpoint": "https://fcm.relay:8443"},
+        "hms": {"enabled": true, "appId": "104523456", "clientSecretRef": {"name": "hms", "key": "secret"},
+                "endpoint": "https://push.relay", "oauthEndpoint": "https://oauth.relay"},
+        "xiaomi": {"enabled": true, "packageName": "com.example.app",
+                   "appSecretRef": {"name": "xiaomi", "key": "secret"}},
+        "vivo": {"enabled": true, "appId": "105001234", "appKey": "k-1",
+                 "appSecretRef": {"name": "vivo", "key": "secret"}},
+    });
+    s.fcm = serde_json::from_value(v["fcm"].clone()).unwrap();
+    s.hms = serde_json::from_value(v["hms"].clone()).unwrap();
+    s.xiaomi = serde_json::from_value(v["xiaomi"].clone()).unwrap();
+    s.vivo = serde_json::from_value(v["vivo"].clone()).unwrap();
+}
+
+#[test]
+fn vendor_settings_become_dispatch_flags_with_their_secrets_mounted() {
+    let mut s = spec();
+    vendor_specs(&mut s);
+    let pc = with_spec(s);
+    let d = deployment::build(&pc, Role::Dispatch, IMAGE);
+    let env = env_of(&d);
+    let value = |name: &str| env_value(&env, name).and_then(|e| e.value.clone());
+    for (name, want) in [
+        (
+            "PUSHD_FCM_CREDENTIALS_FILE",
+            "/etc/pushcluster/fcm/service-account.json",
+        ),
+        ("PUSHD_FCM_PROJECT_ID", "my-project"),
+        ("PUSHD_FCM_ENDPOINT", "https://fcm.relay:8443"),
+        ("PUSHD_HMS_APP_ID", "104523456"),
+        (
+            "PUSHD_HMS_CLIENT_SECRET_FILE",
+            "/etc/pushcluster/hms/client-secret",
+        ),
+        ("PUSHD_HMS_ENDPOINT", "https://push.relay"),
+        ("PUSHD_HMS_OAUTH_ENDPOINT", "https://oauth.relay"),
+        (
+            "PUSHD_XIAOMI_APP_SECRET_FILE",
+            "/etc/pushcluster/xiaomi/app-secret",
+        ),
+        ("PUSHD_XIAOMI_PACKAGE", "com.example.app"),
+        ("PUSHD_VIVO_APP_ID", "105001234"),
+        ("PUSHD_VIVO_APP_KEY", "k-1"),
+        (
+            "PUSHD_VIVO_APP_SECRET_FILE",
+            "/etc/pushcluster/vivo/app-secret",
+        ),
+    ] {
+        assert_eq!(value(name).as_deref(), Some(want), "{name}");
+    }
+    assert!(
+        env_value(&env, "PUSHD_MONGODB_URI").is_some(),
+        "records live in MongoDB"
+    );
+    assert!(
+        env_value(&env, "PUSHD_XIAOMI_ENDPOINT").is_none(),
+        "default endpoint"
+    );
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let vols: Vec<_> = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .map(|v| {
+            let src = v.secret.unwrap();
+            (
+                v.name,
+                src.secret_name.unwrap(),
+                src.items.unwrap()[0].path.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        vols,
+        [
+            (
+                "internal-token".to_owned(),
+                "demo-internal-token".to_owned(),
+                "token".to_owned()
+            ),
+            (
+                "fcm".to_owned(),
+                "fcm".to_owned(),
+                "service-account.json".to_owned()
+            ),
+            ("hms".into(), "hms".into(), "client-secret".into()),
+            ("xiaomi".into(), "xiaomi".into(), "app-secret".into()),
+            ("vivo".into(), "vivo".into(), "app-secret".into()),
+        ]
+    );
+    let mounts: Vec<String> = pod.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.mount_path)
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            "/etc/pushcluster/internal-token",
+            "/etc/pushcluster/fcm",
+            "/etc/pushcluster/hms",
+            "/etc/pushcluster/xiaomi",
+            "/etc/pushcluster/vivo"
+        ]
+    );
+    let needed: Vec<_> = crate::secrets::needed(&pc)
+        .into_iter()
+        .map(|n| (n.field, n.name))
+        .filter(|(f, _)| {
+            !f.starts_with("spec.mongo")
+                && !f.starts_with("spec.auth")
+                && !f.starts_with("spec.collect")
+        })
+        .collect();
+    assert_eq!(
+        needed,
+        [
+            ("spec.fcm.credentialsSecretRef", "fcm".to_owned()),
+            ("spec.hms.clientSecretRef", "hms".into()),
+            ("spec.xiaomi.appSecretRef", "xiaomi".into()),
+            ("spec.vivo.appSecretRef", "vivo".into()),
+        ]
+    );
+    // Disabled vendors leave no trace (MongoDB stays: the outbox lives there).
+    let pc = push_cluster();
+    let env = env_of(&deployment::build(&pc, Role::Dispatch, IMAGE));
+    assert!(env.iter().all(|e| !e.name.contains("FCM")));
+    assert!(env_value(&env, "PUSHD_MONGODB_URI").is_some());
 }

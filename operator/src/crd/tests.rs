@@ -58,3 +58,21 @@ fn minimal_spec_gets_defaults() {
     assert_eq!(spec.mongo.database, "pushcluster");
     assert_eq!(spec.cluster_domain, "cluster.local");
 }
+
+#[test]
+fn vendor_specs_carry_cel_rules_that_name_the_field_to_fix() {
+    let crd = serde_json::to_string(&PushCluster::crd()).unwrap();
+    for message in [
+        "fcm.credentialsSecretRef (a Secret key holding the Firebase service-account key JSON) is required when fcm.enabled is true",
+        "fcm.endpoint must be an https:// URL",
+        "hms.appId (the AppGallery Connect app id) is required when hms.enabled is true",
+        "hms.clientSecretRef (a Secret key holding the app's client secret) is required when hms.enabled is true",
+        "hms.oauthEndpoint must be an https:// URL",
+        "xiaomi.packageName (the app's package name) is required when xiaomi.enabled is true",
+        "xiaomi.appSecretRef (a Secret key holding the app secret) is required when xiaomi.enabled is true",
+        "vivo.appKey is required when vivo.enabled is true",
+        "vivo.appSecretRef (a Secret key holding the app secret) is required when vivo.enabled is true",
+    ] {
+        assert!(crd.contains(message), "{message}");
+    }
+}

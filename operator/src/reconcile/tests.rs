@@ -348,6 +348,22 @@ async fn a_given_internal_token_secret_is_checked_not_created() {
     );
 }
 
+/// The `Degraded` condition of the status the reconcile wrote.
+fn degraded(calls: &[Call]) -> Value {
+    let status = &calls
+        .iter()
+        .find(|c| c.path.ends_with("/status"))
+        .expect("a status write")
+        .body["status"];
+    status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .cloned()
+        .expect("a Degraded condition")
+}
+
 #[tokio::test]
 async fn a_missing_secret_is_a_degraded_condition_not_an_error() {
     let mut scenario = all_secrets();
@@ -356,17 +372,7 @@ async fn a_missing_secret_is_a_degraded_condition_not_an_error() {
         .insert("demo-secrets".to_owned(), vec!["api-key", "jwt"]);
     let (result, calls, ctx) = run(push_cluster(), scenario).await;
     assert_eq!(result.unwrap(), Action::requeue(SECRET_RECHECK));
-    let status = &calls
-        .iter()
-        .find(|c| c.path.ends_with("/status"))
-        .unwrap()
-        .body["status"];
-    let degraded = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap();
+    let degraded = degraded(&calls);
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], "SecretMissing");
     assert_eq!(
@@ -440,4 +446,30 @@ async fn a_deleted_push_cluster_is_left_to_the_garbage_collector() {
     let (result, calls, _) = run(pc, all_secrets()).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert!(calls.is_empty(), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_missing_vendor_secret_is_degraded_by_its_field() {
+    let mut pc = push_cluster();
+    pc.spec.hms = Some(
+        serde_json::from_value(json!({"enabled": true, "appId": "104523456",
+            "clientSecretRef": {"name": "huawei", "key": "client-secret"}}))
+        .unwrap(),
+    );
+    pc.spec.vivo = Some(
+        serde_json::from_value(json!({"enabled": false,
+            "appSecretRef": {"name": "vivo-absent", "key": "s"}}))
+        .unwrap(),
+    );
+    let (result, calls, _) = run(pc, all_secrets()).await;
+    assert_eq!(result.unwrap(), Action::requeue(SECRET_RECHECK));
+    let degraded = degraded(&calls);
+    assert_eq!(
+        (degraded["status"].as_str(), degraded["reason"].as_str()),
+        (Some("True"), Some("SecretMissing"))
+    );
+    assert_eq!(
+        degraded["message"], "Secret huawei (spec.hms.clientSecretRef) not found",
+        "a disabled vendor's Secret is not needed"
+    );
 }

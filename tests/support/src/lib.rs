@@ -9,6 +9,9 @@
 //! `PUSHCLUSTER_REQUIRE_SERVICES=1`; otherwise the test is skipped with a loud message.
 //!
 //! - [`apns`]: a fake APNs server (HTTP/2 over TLS, scripted replies) for the APNs sender.
+//! - [`fcm`], [`hms`], [`xiaomi`], [`vivo`]: fake FCM, Huawei Push Kit, Xiaomi and vivo
+//!   servers (auth checked as the vendor does, scripted with the vendor's reply bodies), on
+//!   [`https`], their shared TLS + HTTP/2 / HTTP/1.1 server.
 //! - [`redis`]: a Redis server, restartable on the same port, and a 3-master Redis Cluster.
 //! - [`mongo`]: FerretDB (MongoDB wire protocol, SQLite backend) or `MONGODB_URI`.
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
@@ -29,6 +32,9 @@ use std::time::{Duration, Instant};
 
 pub mod apns;
 pub mod dnsmasq;
+pub mod fcm;
+pub mod hms;
+pub mod https;
 pub mod kube;
 pub mod kubenode;
 pub mod kubepki;
@@ -38,6 +44,8 @@ pub mod pki;
 pub mod redis;
 pub mod squid;
 pub mod tools;
+pub mod vivo;
+pub mod xiaomi;
 
 pub use tools::{Helm, Kubectl, Tool};
 

@@ -1,10 +1,19 @@
-use std::sync::Mutex;
+//! Dispatch's side of mobile push: who is handed to [`MobilePush`] (policy, reach), and that
+//! a redispatched message sends nothing twice. The fan-out itself is tested in
+//! `pushcluster-mobile`.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
 use pushcluster_node::{DeliveryBatch, NodeId, NodeTransport, Outcome, TransportError};
-use pushcluster_proto::api::{Limits, NewDevice, Platform, parse_submit};
+use pushcluster_proto::api::{
+    Limits, MobileRecord, MobileState, NewDevice, Platform, parse_submit,
+};
+use pushcluster_proto::delivery::now_ms;
 use pushcluster_routing::{MemoryRouteTable, RouteTable};
 use pushcluster_store::redb::RedbStore;
-use pushcluster_store::{BatchId, OutboxBatch, Submitted};
+use pushcluster_store::{BatchId, MessageStore, OutboxBatch, StoredMessage, Submitted};
 
 use super::*;
 use crate::{DispatchConfig, Dispatcher};
@@ -39,8 +48,6 @@ impl NodeTransport for Everyone {
 struct Fake {
     sent: Mutex<Vec<(String, String)>>,
     gone: Mutex<Vec<String>>,
-    /// The proxy is down: nothing reaches APNs.
-    down: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -51,16 +58,6 @@ impl MobileSender for Fake {
             .lock()
             .unwrap()
             .push((req.message_id.clone(), token.clone()));
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return MobileResult {
-                state: MobileState::Pending,
-                reason: Some("proxy_error: unreachable".into()),
-                attempts: 0,
-                apns_id: None,
-                unregistered_at_ms: None,
-                retry_after: Some(Duration::from_millis(10)),
-            };
-        }
         let gone = self.gone.lock().unwrap().contains(&token);
         MobileResult {
             state: if gone {
@@ -70,7 +67,7 @@ impl MobileSender for Fake {
             },
             reason: gone.then(|| "Unregistered".to_string()),
             attempts: 1,
-            apns_id: Some("id".into()),
+            vendor_id: Some("id".into()),
             unregistered_at_ms: gone.then(now_ms),
             retry_after: None,
         }
@@ -244,41 +241,4 @@ async fn a_user_whose_nodes_all_answer_not_here_is_offline() {
     assert_eq!((report.forwarded, report.offline, report.mobile), (0, 1, 1));
     let records = settled(&s.store, &m.id, 1).await;
     assert_eq!(records[0].token, "dd".repeat(32));
-}
-
-#[tokio::test]
-async fn what_an_unreachable_proxy_left_pending_is_sent_by_the_sweep_once() {
-    let s = setup().await;
-    let push = MobilePush::new(s.store.clone(), s.sender.clone(), 4);
-    let m = submit(
-        &s.store,
-        serde_json::json!({"to": ["offline"], "payload": 1, "notification": {"title": "hi"}}),
-    )
-    .await;
-    s.sender
-        .down
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    push.spawn(&m, "offline").await.unwrap();
-    let status = s.store.status(&m.id).await.unwrap().unwrap();
-    assert_eq!(status.mobile.len(), 2);
-    for r in &status.mobile {
-        assert_eq!(r.state, MobileState::Pending);
-        assert_eq!(r.reason.as_deref(), Some("proxy_error: unreachable"));
-    }
-    let tried = s.sender.sent.lock().unwrap().len();
-    assert_eq!(tried, 2 * PENDING_ROUNDS as usize);
-
-    // Too fresh for the sweep; then the proxy is back and the sweep sends each once.
-    assert_eq!(push.sweep(RETRY_AFTER).await, 0);
-    s.sender
-        .down
-        .store(false, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(push.sweep(Duration::ZERO).await, 2);
-    let status = s.store.status(&m.id).await.unwrap().unwrap();
-    for r in &status.mobile {
-        assert_eq!((r.state, r.attempts), (MobileState::Accepted, 1), "{r:?}");
-        assert_eq!(r.reason, None);
-    }
-    assert_eq!(push.sweep(Duration::ZERO).await, 0, "accepted: never again");
-    assert_eq!(s.sender.sent.lock().unwrap().len(), tried + 2);
 }

@@ -153,7 +153,8 @@ pub enum MobileState {
     Unknown,
 }
 
-/// The record of one (message, device) notification, as `GET /v1/messages/{id}` shows it.
+/// The record of one (message, device) notification, as `GET /v1/messages/{id}` shows it;
+/// `platform` names the vendor it went to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MobileRecord {
     /// The message id.
@@ -168,8 +169,13 @@ pub struct MobileRecord {
     pub reason: Option<String>,
     /// Requests made to the vendor.
     pub attempts: u32,
+    /// APNs only: the `apns-id` (the same as `vendor_id`; kept for compatibility).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apns_id: Option<String>,
+    /// The id the vendor knows the notification by: APNs `apns-id`, FCM message `name`, HMS
+    /// `requestId`, Xiaomi message id, vivo `taskId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
     /// Unix milliseconds.
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
@@ -193,6 +199,7 @@ impl MobileRecord {
             reason: None,
             attempts: 0,
             apns_id: None,
+            vendor_id: None,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         }

@@ -18,6 +18,7 @@ use pushcluster_proto::grpc::auth_server::AuthServer;
 use pushcluster_server::Shutdown;
 use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
+use pushcluster_server::role;
 
 #[derive(Debug, Args)]
 pub struct AuthArgs {
@@ -81,14 +82,14 @@ pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     verifier.cache().metrics().register(&mut registry);
     let grpc_metrics = GrpcMetrics::new(&mut registry);
     let ops = Ops::new(registry);
-    let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
+    let bound = role::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
     let grpc = GrpcServer::new(internal.token.clone(), grpc_metrics)
         .service(AuthServer::new(AuthService { verifier }))
         .tls(internal.tls.clone())
         .serve(bound.grpc, &shutdown);
-    let r = super::run_until(
-        super::Serving {
+    role::run_until(
+        role::Serving {
             ops,
             http: None,
             limits: Default::default(),
@@ -102,5 +103,5 @@ pub async fn run(args: AuthArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     )
     .await;
     watcher.abort();
-    r
+    Ok(())
 }

@@ -16,6 +16,7 @@ use pushcluster_proto::grpc::collect_server::CollectServer;
 use pushcluster_server::Shutdown;
 use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
+use pushcluster_server::role;
 use pushcluster_store::mongo::MongoStore;
 use pushcluster_telemetry::Metrics;
 
@@ -71,7 +72,7 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
         limits,
         metrics: metrics.clone(),
     });
-    let bound = super::bind(Some(args.listen), args.grpc_listen, args.admin_listen).await?;
+    let bound = role::bind(Some(args.listen), args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
     // Every replica may sweep: one at a time holds the sweep lease.
     let sweeper = tokio::spawn(crate::standalone::sweep(
@@ -86,8 +87,8 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
             collect: collect.clone(),
         }))
         .serve(bound.grpc, &shutdown);
-    let r = super::run_until(
-        super::Serving {
+    role::run_until(
+        role::Serving {
             ops,
             http: bound.http.map(|l| (l, collect.router())),
             limits: http_limits,
@@ -104,7 +105,7 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
     if let Some(w) = keys_watcher {
         w.abort();
     }
-    r
+    Ok(())
 }
 
 /// The MongoDB store, usable even while MongoDB is down (503s until it answers); indexes are

@@ -1,7 +1,8 @@
 //! `pushd dispatch`: the outbox workers. Takes accepted batches from MongoDB (named by
 //! collect's `Wake`, or claimed when their lease ran out), looks their users up in Redis and
-//! streams deliveries to push nodes. With `--apns-key-file` it also sends notifications to
-//! offline users' iOS devices, reading devices and writing per-device records in MongoDB.
+//! streams deliveries to push nodes. With a push vendor configured (`--apns-…`, `--fcm-…`,
+//! `--hms-…`, `--xiaomi-…`, `--vivo-…`) it also sends notifications to offline users' devices,
+//! reading devices and writing per-device records in MongoDB.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use pushcluster_proto::grpc::dispatch_server::DispatchServer;
 use pushcluster_server::Shutdown;
 use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
+use pushcluster_server::role;
 
 #[derive(Debug, Args)]
 pub struct DispatchArgs {
@@ -43,7 +45,7 @@ pub struct DispatchArgs {
     pub dns_server: Option<SocketAddr>,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// The outbox (and, with APNs, devices and mobile records).
+    /// The outbox (and, with a push vendor, devices and mobile records).
     #[command(flatten)]
     pub mongo: MongoArgs,
     /// Outbox batches dispatched at once.
@@ -52,7 +54,7 @@ pub struct DispatchArgs {
     #[command(flatten)]
     pub outbox: OutboxArgs,
     #[command(flatten)]
-    pub apns: pushcluster_apns::ApnsArgs,
+    pub mobile: pushcluster_mobile::MobileArgs,
     #[command(flatten)]
     pub internal: InternalArgs,
     #[command(flatten)]
@@ -63,7 +65,7 @@ pub struct DispatchArgs {
 
 pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     // Validate before connecting anywhere.
-    let apns = crate::mobile::apns_config(&args.apns)?;
+    let mobile = args.mobile.config()?;
     let internal = super::Internal::from_args(&args.internal)?;
     let routes = super::push::connect_routes(&args.redis).await?;
     let resolver = NodeResolver::new(args.dns_server).map_err(anyhow::Error::msg)?;
@@ -91,15 +93,16 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
     let mut dispatcher =
         Dispatcher::new(store.clone(), Arc::new(routes), transport, config).with_metrics(metrics);
     let mut retries = None;
-    if let Some(mobile) = crate::mobile::mobile_push(apns, store, &mut registry)? {
+    if let Some(mobile) = pushcluster_mobile::mobile_push(mobile, store, &mut registry)? {
         retries = Some(mobile.clone());
         dispatcher = dispatcher.with_mobile(mobile);
     }
     let ops = Ops::new(registry);
-    let bound = super::bind(None, args.grpc_listen, args.admin_listen).await?;
+    let bound = role::bind(None, args.grpc_listen, args.admin_listen).await?;
     let shutdown = Shutdown::default();
     if let Some(mobile) = retries {
-        crate::mobile::spawn_retries(mobile, shutdown.clone());
+        let shutdown = shutdown.clone();
+        pushcluster_mobile::spawn_retries(mobile, async move { shutdown.wait().await });
     }
     let (work, queue) = worker::queue(4096);
     let stopping = shutdown.clone();
@@ -110,8 +113,8 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         .service(DispatchServer::new(DispatchService { work }))
         .tls(internal.tls.clone())
         .serve(bound.grpc, &shutdown);
-    super::run_until(
-        super::Serving {
+    role::run_until(
+        role::Serving {
             ops,
             http: None,
             limits: Default::default(),
@@ -123,7 +126,7 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         stop,
         async {},
     )
-    .await?;
+    .await;
     // The batches in flight finish (or stay in the outbox for the next worker).
     let _ = workers.await;
     Ok(())

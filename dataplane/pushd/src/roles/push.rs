@@ -19,6 +19,7 @@ use pushcluster_routing::redis::{RedisRouteTable, RedisTarget};
 use pushcluster_server::Shutdown;
 use pushcluster_server::grpc::{GrpcMetrics, GrpcServer};
 use pushcluster_server::ops::Ops;
+use pushcluster_server::role;
 use pushcluster_store::mongo::MongoStore;
 use pushcluster_telemetry::Metrics;
 
@@ -131,7 +132,7 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
         MongoStore::connect_lazy(&args.mongo.mongodb_uri, &args.mongo.mongodb_database).await?,
     );
     let routes = connect_routes(&args.redis).await?;
-    let bound = super::bind(Some(args.listen), args.grpc_listen, args.admin_listen).await?;
+    let bound = role::bind(Some(args.listen), args.grpc_listen, args.admin_listen).await?;
     let node = NodeId(SocketAddr::new(args.node_ip, bound.grpc_addr.port()).to_string());
     tracing::info!(%node, "push node identity");
     let every = routes.ttl() / 3;
@@ -164,8 +165,8 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
             }
         }
     };
-    let r = super::run_until(
-        super::Serving {
+    role::run_until(
+        role::Serving {
             ops,
             http: bound.http.map(|l| {
                 let mut routes = push.router();
@@ -185,5 +186,5 @@ pub async fn run(args: PushArgs, stop: impl Future<Output = ()>) -> anyhow::Resu
     )
     .await;
     beats.abort();
-    r
+    Ok(())
 }

@@ -38,14 +38,29 @@ pub struct Server {
     pub child: Child,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Server {
     pub async fn start(data_dir: &Path, args: &[&str]) -> Server {
-        Self::start_on(data_dir, "127.0.0.1:0", args).await
+        Self::start_with_env(data_dir, args, &[]).await
     }
 
-    async fn start_on(data_dir: &Path, listen: &str, args: &[&str]) -> Server {
+    /// With extra environment variables (e.g. `HTTPS_PROXY`, which pushd must ignore).
+    pub async fn start_with_env(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_on(data_dir, "127.0.0.1:0", args, envs).await
+    }
+
+    async fn start_on(
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        envs: Vec<(String, String)>,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushd"))
             .arg("standalone")
             .arg("--listen")
@@ -57,6 +72,7 @@ impl Server {
             .env("PUSHD_JWT_SECRET", SECRET)
             .env("PUSHD_API_KEY", API_KEY)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -69,6 +85,7 @@ impl Server {
             child,
             data_dir: data_dir.to_owned(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            envs,
         }
     }
 
@@ -84,7 +101,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Server::start_on(&self.data_dir, &listen, &args).await
+        Server::start_on(&self.data_dir, &listen, &args, self.envs.clone()).await
     }
 
     pub fn sigterm(&self) {

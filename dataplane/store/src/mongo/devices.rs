@@ -3,7 +3,8 @@
 //! - `devices`: `{_id: token, user, platform, topic?, created_at, updated_at, dead_at?}`;
 //!   the `_id` makes the token unique, an index on `user` lists a user's devices.
 //! - `mobile`: one per (message, device): `{_id: "<id>/<token>", msg, token, user, platform,
-//!   state, reason?, attempts, apns_id?, created_at, updated_at, purge_at}`, indexed on `msg`;
+//!   state, reason?, attempts, apns_id?, vendor_id?, created_at, updated_at, purge_at}`,
+//!   indexed on `msg`; `platform` is the vendor (`apns`, `fcm`, `hms`, `xiaomi`, `vivo`);
 //!   purged with the message (TTL index on `purge_at`, or the expiry sweep). The insert of
 //!   the `pending` record is the claim: a duplicate key means someone sent it already.
 
@@ -184,6 +185,9 @@ fn record_update(r: &MobileRecord) -> Document {
     if let Some(id) = &r.apns_id {
         d.insert("apns_id", id);
     }
+    if let Some(id) = &r.vendor_id {
+        d.insert("vendor_id", id);
+    }
     d
 }
 
@@ -258,6 +262,7 @@ fn record_from(d: &Document, id: &str) -> Result<MobileRecord> {
         reason: opt_str(d, "reason"),
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         apns_id: opt_str(d, "apns_id"),
+        vendor_id: opt_str(d, "vendor_id"),
         created_at_ms: get_u64(d, "created_at")?,
         updated_at_ms: get_u64(d, "updated_at")?,
     })
