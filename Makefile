@@ -9,7 +9,7 @@ DEV_JWT_SECRET ?= dev-jwt-secret-not-for-production
 DEV_API_KEY    ?= dev-api-key-not-for-production
 PUSHD      := $(or $(CARGO_TARGET_DIR),target)/debug/pushd
 
-.PHONY: run build test tools unit lint fmt bench bench-idle bench-standalone bench-cluster bench-venv proto js fuzz fuzz-check
+.PHONY: run build test tools unit lint fmt bench bench-idle bench-standalone bench-cluster bench-venv proto js fuzz fuzz-check e2e-k8s
 
 ## run: build and start `pushd standalone` on $(LISTEN) with dev secrets and $(DATA_DIR)
 run: build
@@ -30,12 +30,20 @@ build:
 	$(CARGO) build -p pushd
 
 ## test: install/build the real services the tests need (cached), then run every test
+## (the Kubernetes end-to-end test of e2e-k8s included)
 test: tools
 	$(CARGO) test --workspace
 
-## tools: idempotent installer of redis, squid, dnsmasq, FerretDB, etcd, kube-apiserver, helm…
+## tools: idempotent installer of redis, squid, dnsmasq, FerretDB, etcd, Kubernetes, CoreDNS,
+## containerd, helm…
 tools:
 	bash tests/tools/install.sh
+
+## e2e-k8s: the user's whole story on a real single-node Kubernetes (needs root; puts the
+## debug pushd and operator of `cargo test --workspace` into the test image, or the release
+## ones with PUSHCLUSTER_E2E_PROFILE=release); see docs/kubernetes-e2e.md
+e2e-k8s: tools
+	$(CARGO) test -p pushcluster-e2e --test k8s -- --nocapture
 
 ## unit: tests that need no external service
 unit:

@@ -2,8 +2,9 @@
 # Installs or builds every real service the tests use, into a versioned cache:
 #   $PUSHCLUSTER_TOOLS (default ~/.cache/pushcluster/tools)/<tool>-<version>/bin/…
 # and links each into $PUSHCLUSTER_TOOLS/bin. Idempotent: a second run only checks (seconds).
-# Versions: tests/tools/versions.env. Kubernetes and etcd are built from the Go modules
-# committed in tests/tools/k8s and tests/tools/etcd (go.mod + go.sum, see gen-go-mod.sh).
+# Versions: tests/tools/versions.env. Kubernetes, etcd and CoreDNS are built from the Go
+# modules committed in tests/tools/k8s, tests/tools/etcd (go.mod + go.sum, see gen-go-mod.sh)
+# and tests/tools/coredns (a main package with the plugins the test node uses).
 # A failed build does not stop the others; the script exits 1 at the end, naming what failed.
 set -euo pipefail
 
@@ -46,7 +47,9 @@ if ((${#need_debs[@]})); then
   fi
 fi
 for t in redis-server:/usr/bin/redis-server redis-cli:/usr/bin/redis-cli squid:/usr/sbin/squid \
-  dnsmasq:/usr/sbin/dnsmasq openssl:/usr/bin/openssl protoc:/usr/bin/protoc; do
+  dnsmasq:/usr/sbin/dnsmasq openssl:/usr/bin/openssl protoc:/usr/bin/protoc \
+  containerd:/usr/bin/containerd containerd-shim-runc-v2:/usr/bin/containerd-shim-runc-v2 \
+  ctr:/usr/bin/ctr runc:/usr/sbin/runc iptables:/usr/sbin/iptables conntrack:/usr/sbin/conntrack; do
   name="${t%%:*}" path="${t#*:}"
   if [ -x "$path" ]; then
     ln -sf "$path" "$BIN/$name"
@@ -69,6 +72,34 @@ for name in initdb postgres pg_ctl; do
   fi
 done
 
+# CNI plugins (containernetworking-plugins) keep their own directory: containerd's CRI plugin
+# takes a directory, not a list of binaries.
+mkdir -p "$TOOLS/cni"
+for p in bridge host-local loopback portmap; do
+  if [ -x "/usr/lib/cni/$p" ]; then
+    ln -sf "/usr/lib/cni/$p" "$TOOLS/cni/$p"
+  else
+    rm -f "$TOOLS/cni/$p"
+    failed+=("CNI plugin $p (Debian package containernetworking-plugins)")
+  fi
+done
+
+# pause: the pods' sandbox process (and the test node's pid 1), a static C program.
+pause_src="$here/pause/pause.c"
+pause_dir="$TOOLS/pause-$(sha256sum "$pause_src" | cut -c1-12)"
+if [ ! -x "$pause_dir/bin/pause" ]; then
+  mkdir -p "$pause_dir/bin"
+  if gcc -Os -static -o "$pause_dir/bin/pause.tmp" "$pause_src" >"$LOGS/pause.log" 2>&1 &&
+    strip "$pause_dir/bin/pause.tmp" && mv "$pause_dir/bin/pause.tmp" "$pause_dir/bin/pause"; then
+    log "built pause"
+  else
+    rm -f "$pause_dir/bin/pause.tmp"
+    cat "$LOGS/pause.log" >&2
+    failed+=("pause (gcc -static, see $LOGS/pause.log)")
+  fi
+fi
+if [ -x "$pause_dir/bin/pause" ]; then ln -sf "$pause_dir/bin/pause" "$BIN/pause"; else rm -f "$BIN/pause"; fi
+
 # --- Go builds ------------------------------------------------------------------------------
 # Output of every build goes to $LOGS/<name>.log; lines where the module proxy refused
 # something (404/410, "unknown revision", checksum mismatch) are collected for the summary.
@@ -79,26 +110,46 @@ note_refusals() {
     "$1" >>"$refused_log" 2>/dev/null || true
 }
 
-# go_build NAME DIR-NAME PACKAGE MODULE-DIR — `go build` of PACKAGE inside MODULE-DIR.
+# go_build DIR-NAME MODULE-DIR NAME=PACKAGE... — ONE `go build`, inside MODULE-DIR, of every
+# PACKAGE whose binary NAME is not in $TOOLS/DIR-NAME/bin yet: packages they share compile
+# once and the links run in parallel. A package's binary is named after its last path element
+# (every NAME given with several packages must be that). Symbols and DWARF are stripped
+# (-s -w): a third smaller and faster to link; nobody debugs these binaries here.
 go_build() {
-  local name="$1" dir="$TOOLS/$2" pkg="$3" moddir="$4"
-  if [ -x "$dir/bin/$name" ]; then
-    ln -sf "$dir/bin/$name" "$BIN/$name"
-    return 0
-  fi
-  log "building $name ($2) — first run only, log: $LOGS/$name.log"
-  mkdir -p "$dir/bin"
-  local t0=$SECONDS
-  if (cd "$moddir" && nice -n 10 go build -trimpath -ldflags "${GO_LDFLAGS:-}" \
-    -o "$dir/bin/$name.tmp" "$pkg") >"$LOGS/$name.log" 2>&1; then
-    mv "$dir/bin/$name.tmp" "$dir/bin/$name"
-    ln -sf "$dir/bin/$name" "$BIN/$name"
-    log "built $name in $((SECONDS - t0)) s"
+  local group="$1" dir="$TOOLS/$1" moddir="$2" spec name
+  shift 2
+  local missing=() names=() pkgs=()
+  for spec in "$@"; do
+    name="${spec%%=*}"
+    if [ -x "$dir/bin/$name" ]; then
+      ln -sf "$dir/bin/$name" "$BIN/$name"
+    else
+      missing+=("$spec") names+=("$name") pkgs+=("${spec#*=}")
+    fi
+  done
+  ((${#missing[@]})) || return 0
+  local logf="$LOGS/$group.log" out="$dir/tmp/" t0=$SECONDS
+  log "building ${names[*]} ($group) — first run only, log: $logf"
+  rm -rf "$dir/tmp"
+  mkdir -p "$dir/bin" "$dir/tmp"
+  ((${#pkgs[@]} > 1)) || out="$dir/tmp/${names[0]}"
+  if (cd "$moddir" && nice -n 10 go build -trimpath -ldflags "-s -w ${GO_LDFLAGS:-}" \
+    -o "$out" "${pkgs[@]}") >"$logf" 2>&1; then
+    for name in "${names[@]}"; do
+      if mv "$dir/tmp/$name" "$dir/bin/$name" 2>>"$logf"; then
+        ln -sf "$dir/bin/$name" "$BIN/$name"
+      else
+        failed+=("$name $group (go build wrote no $name, see $logf)")
+      fi
+    done
+    rm -rf "$dir/tmp"
+    log "built ${names[*]} in $((SECONDS - t0)) s"
   else
-    rm -f "$dir/bin/$name.tmp" "$BIN/$name"
-    note_refusals "$LOGS/$name.log"
-    tail -n 15 "$LOGS/$name.log" >&2
-    failed+=("$name $2 (go build, see $LOGS/$name.log)")
+    rm -rf "$dir/tmp"
+    for name in "${names[@]}"; do rm -f "$BIN/$name"; done
+    note_refusals "$logf"
+    tail -n 15 "$logf" >&2
+    failed+=("${names[*]} $group (go build, see $logf)")
   fi
 }
 
@@ -109,6 +160,37 @@ check_module() {
   return 1
 }
 
+# Kubernetes, in the background (the longest build: ~2/3 of a cold `make tools`) while the
+# other Go tools build: their downloads and single-threaded links overlap its compiles.
+# tests/tools/k8s requires k8s.io/kubernetes and replaces every staging module (k8s.io/api …)
+# with its published v0.N.P. Stamp the version the binaries report (seen by helm and clients
+# at /version). Failures reach the summary through a file (a background job's variables do not).
+k8s_failed="$LOGS/failed-kubernetes.txt"
+: >"$k8s_failed"
+k8s_lane() {
+  failed=()
+  local minor="${K8S_VERSION#v1.}"
+  minor="${minor%%.*}"
+  if check_module "$here/k8s" k8s.io/kubernetes "$K8S_VERSION"; then
+    GO_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+-X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
+-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor" \
+      go_build "kubernetes-$K8S_VERSION" "$here/k8s" \
+      kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+      kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+      kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
+      kubelet=k8s.io/kubernetes/cmd/kubelet \
+      kube-proxy=k8s.io/kubernetes/cmd/kube-proxy \
+      kubectl=k8s.io/kubernetes/cmd/kubectl
+  else
+    failed+=("kubernetes $K8S_VERSION (tests/tools/k8s/go.mod out of date)")
+  fi
+  if ((${#failed[@]})); then printf '%s\n' "${failed[@]}" >"$k8s_failed"; fi
+}
+k8s_lane &
+k8s_pid=$!
+
 # helm: `go install pkg@version`, its go.mod has no local replaces.
 helm_dir="$TOOLS/helm-$HELM_VERSION"
 if [ -x "$helm_dir/bin/helm" ]; then
@@ -118,7 +200,7 @@ else
   t0=$SECONDS
   rm -rf "$helm_dir/gobin"
   if GOBIN="$helm_dir/gobin" nice -n 10 go install -trimpath \
-    -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$LOGS/helm.log" 2>&1; then
     mkdir -p "$helm_dir/bin"
     mv "$helm_dir/gobin/helm" "$helm_dir/bin/helm" && rm -rf "$helm_dir/gobin"
@@ -146,7 +228,7 @@ if [ ! -x "$ferretdb_dir/bin/ferretdb" ]; then
     mkdir -p "$ferretdb_dir/bin"
     cp -r "$src" "$ferretdb_dir/src" && chmod -R u+w "$ferretdb_dir/src"
     echo "$FERRETDB_VERSION" >"$ferretdb_dir/src/build/version/version.txt"
-    if (cd "$ferretdb_dir/src" && nice -n 10 go build -trimpath \
+    if (cd "$ferretdb_dir/src" && nice -n 10 go build -trimpath -ldflags "-s -w" \
       -o "$ferretdb_dir/bin/ferretdb.tmp" ./cmd/ferretdb) >>"$LOGS/ferretdb.log" 2>&1; then
       mv "$ferretdb_dir/bin/ferretdb.tmp" "$ferretdb_dir/bin/ferretdb"
       rm -rf "$ferretdb_dir/src"
@@ -171,28 +253,21 @@ fi
 # etcd: go.etcd.io/etcd/server/v3 is a main package, but its go.mod replaces sibling
 # modules with local paths, which `go install pkg@version` refuses: tests/tools/etcd.
 if check_module "$here/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; then
-  go_build etcd "etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$here/etcd"
+  go_build "etcd-$ETCD_VERSION" "$here/etcd" etcd=go.etcd.io/etcd/server/v3
 else
   failed+=("etcd $ETCD_VERSION (tests/tools/etcd/go.mod out of date)")
 fi
 
-# Kubernetes: tests/tools/k8s requires k8s.io/kubernetes and replaces every staging module
-# (k8s.io/api …) with its published v0.N.P. Stamp the version the binaries report (seen by
-# helm and clients at /version).
-k8s_minor="${K8S_VERSION#v1.}"
-k8s_minor="${k8s_minor%%.*}"
-if check_module "$here/k8s" k8s.io/kubernetes "$K8S_VERSION"; then
-  export GO_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
--X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor \
--X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
--X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$k8s_minor"
-  for name in kube-apiserver kube-controller-manager kubectl; do
-    go_build "$name" "kubernetes-$K8S_VERSION" "k8s.io/kubernetes/cmd/$name" "$here/k8s"
-  done
-  unset GO_LDFLAGS
+# CoreDNS: tests/tools/coredns is a main package with only the plugins the test node uses
+# (upstream's full set pulls in every cloud SDK); same version as in versions.env.
+if check_module "$here/coredns" github.com/coredns/coredns "$COREDNS_VERSION"; then
+  go_build "coredns-$COREDNS_VERSION" "$here/coredns" coredns=.
 else
-  failed+=("kubernetes $K8S_VERSION (tests/tools/k8s/go.mod out of date)")
+  failed+=("coredns $COREDNS_VERSION (tests/tools/coredns/go.mod out of date)")
 fi
+
+wait "$k8s_pid" || true
+while IFS= read -r line; do failed+=("$line"); done <"$k8s_failed"
 
 # --- Web client: node tools, chromium, schemathesis -----------------------------------------
 # For clients/js (TypeScript compiler, terser to measure the minified size), the demo page's
@@ -296,7 +371,19 @@ report ferretdb --version
 report etcd --version
 report kube-apiserver --version
 report kube-controller-manager --version
+report kube-scheduler --version
+report kubelet --version
+report kube-proxy --version
 report kubectl version --client
+report coredns -version
+report containerd --version
+report ctr --version
+report runc --version
+report iptables --version
+report conntrack --version
+# pause never exits: report the file, not a version.
+printf '%-24s %-64s %s\n' pause "$(readlink "$BIN/pause" 2>/dev/null || echo —)" \
+  "$( [ -x "$BIN/pause" ] && echo "static, $(stat -L -c %s "$BIN/pause") bytes" || echo MISSING)"
 report helm version --short
 report node --version
 report chromium --version

@@ -289,18 +289,31 @@ fn selector_string_matches_the_push_pods() {
 /// that role, and every required flag of the role is set.
 #[test]
 fn env_vars_are_flags_of_pushd_roles() {
-    let mut s = spec();
-    s.collect.max_payload_bytes = Some(1000);
-    s.collect.max_recipients = Some(10);
-    s.collect.default_ttl_seconds = Some(60);
-    s.apns = Some(apns_spec());
-    s.auth.issuer = Some("https://idp.example.com/".into());
-    s.auth.audiences = vec!["pushcluster".into()];
-    s.auth.leeway_seconds = Some(10);
-    vendor_specs(&mut s);
-    let pc = with_spec(s);
+    let mut full = spec();
+    full.collect.max_payload_bytes = Some(1000);
+    full.collect.max_recipients = Some(10);
+    full.collect.default_ttl_seconds = Some(60);
+    full.apns = Some(apns_spec());
+    full.auth.issuer = Some("https://idp.example.com/".into());
+    full.auth.audiences = vec!["pushcluster".into()];
+    full.auth.leeway_seconds = Some(10);
+    vendor_specs(&mut full);
+    let mut redis_secret = spec();
+    redis_secret.redis.url = None;
+    redis_secret.redis.url_secret_ref = Some(SecretKeyRef {
+        name: "demo-secrets".into(),
+        key: "redis-url".into(),
+    });
+    // The minimal spec too: what one option brings in (APNs gives dispatch MongoDB) must not
+    // hide what the others lack.
+    for s in [spec(), full, redis_secret] {
+        flags_contract(&with_spec(s));
+    }
+}
+
+fn flags_contract(pc: &crate::crd::PushCluster) {
     let cli = pushd::cli::Cli::command();
-    let shared: BTreeSet<String> = config_map::data(&pc).into_keys().collect();
+    let shared: BTreeSet<String> = config_map::data(pc).into_keys().collect();
     let mut used_shared = BTreeSet::new();
     for role in Role::ALL {
         let cmd = cli
@@ -311,7 +324,7 @@ fn env_vars_are_flags_of_pushd_roles() {
             .filter_map(|a| a.get_env())
             .map(|e| e.to_string_lossy().into_owned())
             .collect();
-        let own: BTreeSet<String> = env_of(&deployment::build(&pc, role, IMAGE))
+        let own: BTreeSet<String> = env_of(&deployment::build(pc, role, IMAGE))
             .into_iter()
             .map(|e| e.name)
             // Variables that only feed `$(VAR)` expansion of a PUSHD_ one.
@@ -325,6 +338,17 @@ fn env_vars_are_flags_of_pushd_roles() {
             );
         }
         used_shared.extend(shared.intersection(&known).cloned());
+        // Where a role's data lives has a default (the loopback address, for `pushd` on a
+        // laptop) that is never right in a pod: a role that has such a flag must get it.
+        // (The e2e test on a real node found dispatch claiming its outbox from 127.0.0.1.)
+        for env in ["PUSHD_MONGODB_URI", "PUSHD_REDIS_URL"] {
+            assert!(
+                !known.contains(env) || own.contains(env) || shared.contains(env),
+                "pushd {} reads {env}, which the operator does not set (it would use its \
+                 loopback default inside the pod)",
+                role.as_str()
+            );
+        }
         for arg in cmd.get_arguments().filter(|a| a.is_required_set()) {
             let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
             let env =

@@ -3,12 +3,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context as _;
-use pushcluster_test_support::{Kubectl, Proc, free_port, wait_ready};
+use pushcluster_test_support::{Kubectl, Proc, free_port, metric_value, progress};
+pub use pushcluster_test_support::{eventually, http_get};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const NS: &str = "pushcluster-system";
 pub const APPS: &str = "apps";
@@ -58,53 +57,16 @@ pub fn start_operator(name: &str, kubeconfig: &Path, dir: &Path) -> Operator {
     Operator { proc, admin }
 }
 
-pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no status line")?;
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    Ok((code, body))
-}
-
 /// The value of an unlabelled metric, e.g. `pushcluster_operator_leader`.
 pub async fn metric(admin: SocketAddr, name: &str) -> anyhow::Result<f64> {
     let (_, body) = http_get(admin, "/metrics").await?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .context(format!("no metric {name}"))?
-        .trim()
-        .parse()
-        .context("metric value")
+    metric_value(&body, name)
 }
 
 pub fn json(k: &Kubectl, args: &[&str]) -> anyhow::Result<Value> {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    Ok(serde_json::from_str(&k.run(&a)?)?)
-}
-
-pub async fn eventually<F, Fut>(what: &str, secs: u64, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    if let Err(e) = wait_ready(what, Duration::from_secs(secs), check).await {
-        panic!("{e:#}");
-    }
+    k.json(args)
 }
 
 pub fn phase(start: Instant, what: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "[e2e {:>6.1}s] {what}",
-        start.elapsed().as_secs_f64()
-    );
+    progress(start, "e2e", what);
 }

@@ -80,6 +80,11 @@ fn nix_is_root() -> bool {
 
 /// Asks `server` for the A records of `name` over UDP (one query, 1 s timeout).
 pub async fn resolve_a(server: SocketAddr, name: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+    query_a(server, name).await.map(|(_, ips)| ips)
+}
+
+/// Like [`resolve_a`], with the reply's rcode (0 NOERROR, 3 NXDOMAIN).
+pub async fn query_a(server: SocketAddr, name: &str) -> anyhow::Result<(u8, Vec<Ipv4Addr>)> {
     let id: u16 = (std::process::id() as u16) ^ 0x5a5a;
     let mut q = Vec::with_capacity(64);
     q.extend_from_slice(&id.to_be_bytes());
@@ -90,14 +95,19 @@ pub async fn resolve_a(server: SocketAddr, name: &str) -> anyhow::Result<Vec<Ipv
         q.extend_from_slice(label.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]); // root, QTYPE A, QCLASS IN
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let local = if server.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let sock = tokio::net::UdpSocket::bind(local).await?;
     sock.send_to(&q, server).await?;
     let mut buf = [0u8; 512];
     let n = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await??;
     parse_a_answers(&buf[..n], id)
 }
 
-fn parse_a_answers(msg: &[u8], id: u16) -> anyhow::Result<Vec<Ipv4Addr>> {
+fn parse_a_answers(msg: &[u8], id: u16) -> anyhow::Result<(u8, Vec<Ipv4Addr>)> {
     anyhow::ensure!(msg.len() >= 12, "short DNS reply");
     anyhow::ensure!(u16::from_be_bytes([msg[0], msg[1]]) == id, "wrong DNS id");
     let rcode = msg[3] & 0x0f;
@@ -135,5 +145,5 @@ fn parse_a_answers(msg: &[u8], id: u16) -> anyhow::Result<Vec<Ipv4Addr>> {
         }
         i += rdlen;
     }
-    Ok(out)
+    Ok((rcode, out))
 }

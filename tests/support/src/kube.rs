@@ -1,16 +1,17 @@
 //! A real Kubernetes control plane: etcd + kube-apiserver (+ kube-controller-manager), started
 //! the way controller-runtime's envtest does it, with certificates made by `openssl`.
+//! The flags shared with the single-node cluster ([`crate::kubenode`]) live here too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine;
 use tempfile::TempDir;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::kubepki::Pki;
 use crate::{Kubectl, Proc, free_port, free_ports, require, retry_start, run};
 
 /// A running control plane. Clients authenticate as `admin` in `system:masters`.
@@ -28,120 +29,77 @@ pub struct ControlPlane {
     dir: TempDir,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let bin = crate::find_tool("openssl").expect("openssl (make tools)");
-    run(Command::new(bin).current_dir(dir).args(args)).expect("openssl");
-}
-
 /// CA, serving cert (127.0.0.1/localhost), admin client cert, service-account key pair.
-fn make_certs(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=pushcluster-test-ca",
-    ]);
-    openssl(dir, &args);
-    std::fs::write(
-        dir.join("serving.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, subj, ext) in [
-        ("serving", "/CN=kube-apiserver", "serving.ext"),
-        ("admin", "/O=system:masters/CN=admin", "client.ext"),
-    ] {
-        let (key, csr, crt) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-        );
-        let mut args = vec!["req"];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
-        openssl(dir, &args);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "sa.key",
-        ],
+fn make_certs(dir: &Path) -> Pki {
+    let pki = Pki::new(dir);
+    pki.serving(
+        "serving",
+        "kube-apiserver",
+        &["IP:127.0.0.1".into(), "DNS:localhost".into()],
     );
-    openssl(dir, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+    pki.client("admin", "/O=system:masters/CN=admin");
+    pki.service_account_keys();
+    pki
 }
 
-fn write_kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let b64 = |f: &str| {
-        base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(f)).unwrap())
-    };
-    let config = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: admin
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: test
-  context:
-    cluster: test
-    user: admin
-    namespace: default
-current-context: test
-",
-        ca = b64("ca.crt"),
-        cert = b64("admin.crt"),
-        key = b64("admin.key"),
-    );
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, config).unwrap();
-    path
+/// etcd's flags for one member with its data in `data`, clients on `client_url`, peers on
+/// `peer_url`; no fsync (test data).
+pub(crate) fn etcd_args(cmd: &mut Command, data: &Path, client_url: &str, peer_url: &str) {
+    cmd.arg("--data-dir")
+        .arg(data)
+        .args(["--name", "default", "--unsafe-no-fsync=true"])
+        .args([
+            "--listen-client-urls",
+            client_url,
+            "--advertise-client-urls",
+            client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            peer_url,
+            "--initial-advertise-peer-urls",
+            peer_url,
+        ])
+        .args(["--initial-cluster", &format!("default={peer_url}")])
+        .args(["--log-level", "warn"]);
+}
+
+/// kube-apiserver's flags shared by both control planes: etcd, the serving certificate
+/// `serving.crt` and the client CA of `pki`, service-account tokens signed with its `sa.key`.
+pub(crate) fn apiserver_args(cmd: &mut Command, pki: &Pki, etcd_url: &str, issuer: &str) {
+    let p = |f: &str| pki.path(f).display().to_string();
+    cmd.arg(format!("--etcd-servers={etcd_url}"))
+        .arg(format!("--cert-dir={}", p("certs")))
+        .arg(format!("--tls-cert-file={}", p("serving.crt")))
+        .arg(format!("--tls-private-key-file={}", p("serving.key")))
+        .arg(format!("--client-ca-file={}", p("ca.crt")))
+        .arg("--allow-privileged=true")
+        .arg(format!("--service-account-issuer={issuer}"))
+        .arg(format!("--service-account-key-file={}", p("sa.pub")))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            p("sa.key")
+        ))
+        .arg("--v=0");
+}
+
+/// kube-controller-manager's flags shared by both control planes: every controller, as the
+/// kubeconfig's user, service-account tokens signed with `pki`'s `sa.key`.
+pub(crate) fn controller_manager_args(cmd: &mut Command, pki: &Pki, kubeconfig: &Path) {
+    let p = |f: &str| pki.path(f).display().to_string();
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args([
+            "--leader-elect=false",
+            "--controllers=*",
+            "--use-service-account-credentials=false",
+        ])
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            p("sa.key")
+        ))
+        .arg(format!("--root-ca-file={}", p("ca.crt")))
+        .arg(format!("--cert-dir={}", p("kcm-certs")))
+        .arg("--v=0");
 }
 
 impl ControlPlane {
@@ -218,7 +176,8 @@ impl ControlPlane {
     }
 }
 
-async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+/// A `kube::Client` from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
@@ -231,23 +190,7 @@ async fn start_etcd(bin: &Path, d: &Path) -> anyhow::Result<(String, Proc)> {
     let data = d.join("etcd");
     let _ = std::fs::remove_dir_all(&data);
     let mut cmd = Command::new(bin);
-    cmd.arg("--data-dir")
-        .arg(&data)
-        .args(["--name", "default", "--unsafe-no-fsync=true"])
-        .args([
-            "--listen-client-urls",
-            &etcd_url,
-            "--advertise-client-urls",
-            &etcd_url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
-        .args(["--log-level", "warn"]);
+    etcd_args(&mut cmd, &data, &etcd_url, &peer_url);
     let mut etcd = Proc::spawn("etcd", cmd, &d.join("etcd.log"))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], client_port));
     etcd.wait_ready(Duration::from_secs(20), || async move {
@@ -266,65 +209,41 @@ async fn start_etcd(bin: &Path, d: &Path) -> anyhow::Result<(String, Proc)> {
 async fn start_apiserver(bin: &Path, d: &Path, etcd_url: &str) -> anyhow::Result<(String, Proc)> {
     let port = free_port();
     let server = format!("https://127.0.0.1:{port}");
-    let p = |f: &str| d.join(f).display().to_string();
+    let pki = Pki::open(d);
     let mut cmd = Command::new(bin);
-    cmd.arg(format!("--etcd-servers={etcd_url}"))
-        .arg(format!("--cert-dir={}", p("certs")))
-        .arg(format!("--tls-cert-file={}", p("serving.crt")))
-        .arg(format!("--tls-private-key-file={}", p("serving.key")))
-        .arg(format!("--client-ca-file={}", p("ca.crt")))
-        .arg(format!("--secure-port={port}"))
+    apiserver_args(&mut cmd, &pki, etcd_url, &server);
+    cmd.arg(format!("--secure-port={port}"))
         .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
         .args([
             "--authorization-mode=RBAC",
             "--service-cluster-ip-range=10.0.0.0/24",
         ])
-        .args([
-            "--disable-admission-plugins=ServiceAccount",
-            "--allow-privileged=true",
-        ])
-        .arg(format!("--service-account-issuer={server}"))
-        .arg(format!("--service-account-key-file={}", p("sa.pub")))
-        .arg(format!(
-            "--service-account-signing-key-file={}",
-            p("sa.key")
-        ))
-        .arg("--v=0");
+        .arg("--disable-admission-plugins=ServiceAccount");
     let mut apiserver = Proc::spawn("kube-apiserver", cmd, &d.join("kube-apiserver.log"))?;
-    let kubeconfig = write_kubeconfig(d, &server);
+    let kubeconfig = pki.kubeconfig("kubeconfig", &server, "admin");
     apiserver
         .wait_ready(Duration::from_secs(90), || {
             let kc = kubeconfig.clone();
-            async move {
-                let client = client_from(&kc).await?;
-                let req = http::Request::get("/readyz").body(Vec::new())?;
-                let text = client.request_text(req).await?;
-                anyhow::ensure!(text.trim() == "ok", "readyz: {text}");
-                Ok(())
-            }
+            async move { apiserver_ready(&kc).await }
         })
         .await?;
     Ok((server, apiserver))
 }
 
+/// The API server of `kubeconfig` answers `/readyz` with `ok`.
+pub(crate) async fn apiserver_ready(kubeconfig: &Path) -> anyhow::Result<()> {
+    let client = client_from(kubeconfig).await?;
+    let req = http::Request::get("/readyz").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    anyhow::ensure!(text.trim() == "ok", "readyz: {text}");
+    Ok(())
+}
+
 async fn start_controller_manager(bin: &Path, d: &Path, kubeconfig: &Path) -> anyhow::Result<Proc> {
     let port = free_port();
-    let p = |f: &str| d.join(f).display().to_string();
     let mut cmd = Command::new(bin);
-    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args([
-            "--leader-elect=false",
-            "--controllers=*",
-            "--use-service-account-credentials=false",
-        ])
-        .arg(format!(
-            "--service-account-private-key-file={}",
-            p("sa.key")
-        ))
-        .arg(format!("--root-ca-file={}", p("ca.crt")))
-        .args(["--bind-address=127.0.0.1", &format!("--secure-port={port}")])
-        .arg(format!("--cert-dir={}", p("kcm-certs")))
-        .arg("--v=0");
+    controller_manager_args(&mut cmd, &Pki::open(d), kubeconfig);
+    cmd.args(["--bind-address=127.0.0.1", &format!("--secure-port={port}")]);
     let mut kcm = Proc::spawn(
         "kube-controller-manager",
         cmd,

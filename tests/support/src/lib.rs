@@ -18,6 +18,9 @@
 //! - [`squid`]: an HTTP forward proxy with basic auth and a port ACL.
 //! - [`dnsmasq`]: a DNS server with given A records, and a tiny resolver for tests.
 //! - [`kube`]: etcd + kube-apiserver (+ kube-controller-manager), with a kubeconfig.
+//! - [`kubenode`]: a whole single-node Kubernetes (kubelet, containerd, CNI, kube-proxy, CoreDNS)
+//!   in its own namespaces, and images for it without a registry.
+//! - [`kubepki`]: a CA, certificates and kubeconfigs for test control planes (`openssl`).
 //! - [`pki`]: a CA and certificates for mutual TLS between pushd roles.
 //! - [`Helm`], [`Kubectl`]: the built `helm` and `kubectl` binaries.
 //! - [`node`]: Node.js and the npm tools (TypeScript, terser, playwright-core) for the web client.
@@ -34,6 +37,8 @@ pub mod fcm;
 pub mod hms;
 pub mod https;
 pub mod kube;
+pub mod kubenode;
+pub mod kubepki;
 pub mod mongo;
 pub mod node;
 pub mod pki;
@@ -88,6 +93,16 @@ fn missing(name: &str, required: bool) -> Option<PathBuf> {
         "`{name}` not found in {}/bin or on PATH: run `make tools`",
         tools_dir().display()
     );
+    skip_or_fail(&msg, required)
+}
+
+/// Something a test needs is not there (`msg` says what): fails the test when services are
+/// required (see [`services_required`]), else skips it with a loud message.
+pub fn unavailable<T>(msg: &str) -> Option<T> {
+    skip_or_fail(msg, services_required())
+}
+
+fn skip_or_fail<T>(msg: &str, required: bool) -> Option<T> {
     if required {
         panic!("{msg} (required because CI or PUSHCLUSTER_REQUIRE_SERVICES is set)");
     }
@@ -293,7 +308,22 @@ impl Drop for Proc {
 }
 
 /// Polls `check` until it succeeds or `timeout` passes; returns the last error on timeout.
-pub async fn wait_ready<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+pub async fn wait_ready<F, Fut>(what: &str, timeout: Duration, check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    poll_until(what, timeout, Duration::from_millis(50), check).await
+}
+
+/// [`wait_ready`] with a pause of `every` between checks (checks that start processes, such
+/// as kubectl, should not run twenty times a second on a shared machine).
+pub async fn poll_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -305,15 +335,64 @@ where
             Err(e) if Instant::now() >= deadline => {
                 anyhow::bail!("{what} not ready after {timeout:?}: {e:#}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
+}
+
+/// Like [`wait_ready`], but panics with the last error after `secs` (for test bodies).
+pub async fn eventually<F, Fut>(what: &str, secs: u64, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if let Err(e) = wait_ready(what, Duration::from_secs(secs), check).await {
+        panic!("{e:#}");
+    }
+}
+
+/// Prints `[TAG  12.3s] what` straight to fd 2 (libtest would hide `eprintln!` of a passing
+/// test): the progress of a long test.
+pub fn progress(start: Instant, tag: &str, what: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "[{tag} {:>6.1}s] {what}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// The value of the unlabelled metric `name` in a Prometheus text exposition.
+pub fn metric_value(text: &str, name: &str) -> anyhow::Result<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .ok_or_else(|| anyhow::anyhow!("no metric {name}"))?
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("metric {name}: {e}"))
 }
 
 /// Connects to a TCP address, for readiness checks.
 pub async fn tcp_ready(addr: SocketAddr) -> anyhow::Result<()> {
     tokio::net::TcpStream::connect(addr).await?;
     Ok(())
+}
+
+/// One `GET path` over HTTP/1.0 (for health and metrics endpoints): status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no HTTP status line from {addr}{path}"))?;
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Ok((code, body))
 }
 
 /// Runs a command to completion, failing with its output.

@@ -58,13 +58,32 @@ impl Tool {
         run(self.command().args(args))
     }
 
+    /// `tool args… -o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let out = self.run(&a)?;
+        serde_json::from_str(&out)
+            .map_err(|e| anyhow::anyhow!("{:?} {args:?} printed no JSON: {e}", self.bin))
+    }
+
     /// `kubectl apply -f FILE` for a manifest given as text (written to a temp file).
     pub fn apply(&self, manifest: &str) -> anyhow::Result<String> {
+        self.apply_with(manifest, &[])
+    }
+
+    /// `kubectl apply ARGS… -f FILE` (e.g. `-n NAMESPACE`) for a manifest given as text.
+    pub fn apply_with(&self, manifest: &str, args: &[&str]) -> anyhow::Result<String> {
         let file = tempfile::Builder::new()
             .prefix("pushcluster-manifest-")
             .suffix(".yaml")
             .tempfile()?;
         std::fs::write(file.path(), manifest)?;
-        run(self.command().arg("apply").arg("-f").arg(file.path()))
+        run(self
+            .command()
+            .arg("apply")
+            .args(args)
+            .arg("-f")
+            .arg(file.path()))
     }
 }
