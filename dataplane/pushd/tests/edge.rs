@@ -346,14 +346,10 @@ async fn grpc_submit_needs_an_api_key_and_keys_rotate() {
         ],
     )
     .await;
-    let collect = Role::spawn(
-        "collect",
+    let collect = collect_for(
+        &dispatch,
+        &mongo,
         &[
-            s("--listen=127.0.0.1:0"),
-            s("--grpc-listen=127.0.0.1:0"),
-            format!("--dispatch-addr=http://{}", dispatch.grpc),
-            format!("--mongodb-uri={}", mongo.uri),
-            format!("--mongodb-database={}", mongo.database),
             format!("--api-key={KEY_A},{KEY_B}"),
             format!("--api-key-file={}", key_file.display()),
         ],
@@ -492,22 +488,28 @@ async fn internal_services_refuse_calls_without_the_internal_token() {
     assert_eq!(user.into_inner().user, "vic");
     // And the roles use it among themselves: a client connects (push → auth) and gets a
     // message from a collect (collect → dispatch → push).
-    let collect = Role::spawn(
-        "collect",
-        &[
-            s("--listen=127.0.0.1:0"),
-            s("--grpc-listen=127.0.0.1:0"),
-            format!("--dispatch-addr=http://{}", dispatch.grpc),
-            format!("--mongodb-uri={}", mongo.uri),
-            format!("--mongodb-database={}", mongo.database),
-        ],
-    )
-    .await;
+    let collect = collect_for(&dispatch, &mongo, &[]).await;
     delivered_through(&push, &collect, "vic").await;
 }
 
-/// A client of `user` on `push` receives a message posted to `collect`.
-async fn delivered_through(push: &Role, collect: &Role, user: &str) {
+/// A collect role that hands to `dispatch` and stores in `mongo`, with `extra` flags.
+async fn collect_for(dispatch: &Role, mongo: &Mongo, extra: &[String]) -> Role {
+    let mut args = vec![
+        s("--listen=127.0.0.1:0"),
+        s("--grpc-listen=127.0.0.1:0"),
+        format!("--dispatch-addr=http://{}", dispatch.grpc),
+        format!("--mongodb-uri={}", mongo.uri),
+        format!("--mongodb-database={}", mongo.database),
+    ];
+    args.extend(extra.iter().cloned());
+    Role::spawn("collect", &args).await
+}
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A client of `user` on `push`, past its welcome.
+async fn connected(push: &Role, user: &str) -> Client {
     let url = format!("ws://{}/ws?token={}", push.http(), token(user));
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -517,20 +519,35 @@ async fn delivered_through(push: &Role, collect: &Role, user: &str) {
         welcome.to_text().unwrap().contains("welcome"),
         "{welcome:?}"
     );
+    ws
+}
+
+/// Posts a message to `user` through `collect`; the first message `ws` receives is that one.
+async fn receives_posted(
+    ws: &mut Client,
+    collect: &Role,
+    user: &str,
+) -> pushcluster_proto::frame::MessageFrame {
     let (status, body) =
         post_message(collect.http(), &json!({"to": [user], "payload": "hi"})).await;
     assert_eq!(status, 202, "{body}");
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
-            .unwrap()
+            .expect("the posted message arrives")
             .unwrap()
             .unwrap();
         if let Some(m) = pushcluster_proto::frame::decode_message(msg.to_text().unwrap()) {
             assert_eq!(m.id, body["id"].as_str().unwrap());
-            return;
+            return m;
         }
     }
+}
+
+/// A client of `user` on `push` receives a message posted to `collect`.
+async fn delivered_through(push: &Role, collect: &Role, user: &str) {
+    let mut ws = connected(push, user).await;
+    receives_posted(&mut ws, collect, user).await;
 }
 
 #[tokio::test]
@@ -603,15 +620,7 @@ async fn with_mutual_tls_only_certificates_of_the_cluster_ca_get_in() {
 
     // The roles among themselves, over mutual TLS: connect (push → auth), deliver
     // (collect → dispatch → push).
-    let mut c = vec![
-        s("--listen=127.0.0.1:0"),
-        s("--grpc-listen=127.0.0.1:0"),
-        format!("--dispatch-addr=http://{}", dispatch.grpc),
-        format!("--mongodb-uri={}", mongo.uri),
-        format!("--mongodb-database={}", mongo.database),
-    ];
-    c.extend(tls.iter().cloned());
-    let collect = Role::spawn("collect", &c).await;
+    let collect = collect_for(&dispatch, &mongo, &tls).await;
     delivered_through(&push, &collect, "tia").await;
 }
 
@@ -645,23 +654,8 @@ async fn a_forged_seq_on_node_deliver_never_moves_a_connection() {
         return;
     };
     let (_auth, dispatch, push) = internal_roles(&redis, &mongo, &[]).await;
-    let collect = Role::spawn(
-        "collect",
-        &[
-            s("--listen=127.0.0.1:0"),
-            s("--grpc-listen=127.0.0.1:0"),
-            format!("--dispatch-addr=http://{}", dispatch.grpc),
-            format!("--mongodb-uri={}", mongo.uri),
-            format!("--mongodb-database={}", mongo.database),
-        ],
-    )
-    .await;
-    let url = format!("ws://{}/ws?token={}", push.http(), token("fay"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("welcome"));
+    let collect = collect_for(&dispatch, &mongo, &[]).await;
+    let mut ws = connected(&push, "fay").await;
 
     let now = pushcluster_proto::delivery::now_ms();
     let forged = pushcluster_proto::grpc::DeliverBatch {
@@ -689,29 +683,11 @@ async fn a_forged_seq_on_node_deliver_never_moves_a_connection() {
         .into_inner();
     results.message().await.expect("a result").expect("one");
     let counted = "pushd_untrusted_deliveries_total";
-    let mut seen = 0.0;
-    for _ in 0..100 {
-        seen = sample(&metrics(push.admin).await, counted);
-        if seen >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(seen, 1.0, "{counted}");
+    let admin = push.admin;
+    eventually(|| async move { (sample(&metrics(admin).await, counted) >= 1.0).then_some(()) })
+        .await;
+    assert_eq!(sample(&metrics(admin).await, counted), 1.0, "{counted}");
 
-    let (status, body) =
-        post_message(collect.http(), &json!({"to": ["fay"], "payload": "real"})).await;
-    assert_eq!(status, 202, "{body}");
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("the real message arrives")
-            .unwrap()
-            .unwrap();
-        if let Some(m) = pushcluster_proto::frame::decode_message(msg.to_text().unwrap()) {
-            assert_eq!(m.id, body["id"].as_str().unwrap(), "never the forged one");
-            assert_eq!(m.seq, 1);
-            break;
-        }
-    }
+    let real = receives_posted(&mut ws, &collect, "fay").await;
+    assert_eq!(real.seq, 1, "the forged seq moved nothing");
 }

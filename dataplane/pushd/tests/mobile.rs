@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::cluster::{Cluster, local};
@@ -17,23 +16,6 @@ use serde_json::{Value, json};
 
 const PROXY_USER: &str = "apns-relay";
 const PROXY_PASSWORD: &str = "s3cret-proxy-pass";
-
-/// Writes the fake's key and CA to `dir`; the `--apns-…` flags that reach it.
-fn apns_flags(apns: &FakeApns, dir: &Path) -> Vec<String> {
-    let key = dir.join("AuthKey.p8");
-    let ca = dir.join("ca.pem");
-    std::fs::write(&key, &apns.key_pem).unwrap();
-    std::fs::write(&ca, &apns.ca_pem).unwrap();
-    vec![
-        format!("--apns-key-file={}", key.display()),
-        format!("--apns-key-id={}", apns.key_id),
-        format!("--apns-team-id={}", apns.team_id),
-        format!("--apns-topic={}", apns.topic),
-        format!("--apns-endpoint={}", apns.url()),
-        format!("--apns-ca-file={}", ca.display()),
-        "--apns-request-timeout=5s".into(),
-    ]
-}
 
 async fn register(addr: std::net::SocketAddr, user: &str, token: &str) -> (u16, Value) {
     let body = json!({"user": user, "platform": "apns", "token": token});
@@ -90,7 +72,7 @@ async fn offline_users_get_apns_notifications_through_squid() {
     let creds = dir.path().join("proxy-credentials");
     std::fs::write(&creds, format!("{PROXY_USER}:{PROXY_PASSWORD}")).unwrap();
     let mut options = local(redis.url.clone());
-    options.dispatch_args = apns_flags(&apns, dir.path());
+    options.dispatch_args = apns.flags(dir.path());
     options.dispatch_args.extend([
         format!("--apns-proxy=http://127.0.0.1:{}", squid.port),
         format!("--apns-proxy-credentials-file={}", creds.display()),
@@ -211,7 +193,7 @@ async fn standalone_devices_api_validates_and_connected_users_get_no_push() {
     let apns = FakeApns::start().await;
     let data = tempfile::tempdir().unwrap();
     let keys = tempfile::tempdir().unwrap();
-    let flags = apns_flags(&apns, keys.path());
+    let flags = apns.flags(keys.path());
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start(data.path(), &args).await;
     let ok = "0f".repeat(32);

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,22 +99,6 @@ fn dedup(v: &[u64]) -> Vec<u64> {
     v.iter().copied().filter(|i| seen.insert(*i)).collect()
 }
 
-fn apns_flags(apns: &FakeApns, dir: &Path) -> Vec<String> {
-    let key = dir.join("AuthKey.p8");
-    let ca = dir.join("ca.pem");
-    std::fs::write(&key, &apns.key_pem).unwrap();
-    std::fs::write(&ca, &apns.ca_pem).unwrap();
-    vec![
-        format!("--apns-key-file={}", key.display()),
-        format!("--apns-key-id={}", apns.key_id),
-        format!("--apns-team-id={}", apns.team_id),
-        format!("--apns-topic={}", apns.topic),
-        format!("--apns-endpoint={}", apns.url()),
-        format!("--apns-ca-file={}", ca.display()),
-        "--apns-request-timeout=5s".into(),
-    ]
-}
-
 async fn register(api: SocketAddr, user: &str, token: &str) {
     let body = json!({"user": user, "platform": "apns", "token": token}).to_string();
     let (code, _) = http_request(api, "POST", "/v1/devices", Some(body), API_KEY).await;
@@ -152,7 +135,7 @@ async fn a_dead_collect_loses_neither_deliveries_nor_notifications() {
     let apns = FakeApns::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut options = local(redis.url.clone());
-    options.dispatch_args = apns_flags(&apns, dir.path());
+    options.dispatch_args = apns.flags(dir.path());
     options.dispatch_args.push("--claim-every=200ms".into());
     options.collect_args = vec![
         "--dispatch-addr=http://127.0.0.1:9".into(),
@@ -245,7 +228,7 @@ async fn standalone_kill_and_restart_sends_every_notification_once() {
     let apns = FakeApns::start().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut args = apns_flags(&apns, dir.path());
+    let mut args = apns.flags(dir.path());
     args.push("--handoff-lease=1s".into());
     args.push("--claim-every=200ms".into());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -67,21 +67,7 @@ fn flags(f: &Fakes, dir: &Path, platforms: &[&str]) -> Vec<String> {
     let mut v = Vec::new();
     for p in platforms {
         match *p {
-            "apns" => v.extend([
-                format!(
-                    "--apns-key-file={}",
-                    write(dir, "AuthKey.p8", &f.apns.key_pem)
-                ),
-                format!("--apns-key-id={}", f.apns.key_id),
-                format!("--apns-team-id={}", f.apns.team_id),
-                format!("--apns-topic={}", f.apns.topic),
-                format!("--apns-endpoint={}", f.apns.url()),
-                format!(
-                    "--apns-ca-file={}",
-                    write(dir, "apns-ca.pem", &f.apns.ca_pem)
-                ),
-                "--apns-request-timeout=5s".into(),
-            ]),
+            "apns" => v.extend(f.apns.flags(dir)),
             "fcm" => v.extend([
                 format!(
                     "--fcm-credentials-file={}",

@@ -171,6 +171,23 @@ impl FakeApns {
         format!("https://127.0.0.1:{}", self.addr.port())
     }
 
+    /// Writes the signing key and the CA to `dir`; the `pushd --apns-…` flags that send here.
+    pub fn flags(&self, dir: &std::path::Path) -> Vec<String> {
+        let key = dir.join("AuthKey.p8");
+        let ca = dir.join("apns-ca.pem");
+        std::fs::write(&key, &self.key_pem).expect("writing the APNs key");
+        std::fs::write(&ca, &self.ca_pem).expect("writing the APNs CA");
+        vec![
+            format!("--apns-key-file={}", key.display()),
+            format!("--apns-key-id={}", self.key_id),
+            format!("--apns-team-id={}", self.team_id),
+            format!("--apns-topic={}", self.topic),
+            format!("--apns-endpoint={}", self.url()),
+            format!("--apns-ca-file={}", ca.display()),
+            "--apns-request-timeout=5s".into(),
+        ]
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
