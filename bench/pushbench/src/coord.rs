@@ -26,21 +26,28 @@ pub struct Binary {
     pub path: PathBuf,
     /// How its clients ack ([`ack_mode`] unless `--ack` says).
     pub ack: AckMode,
+    /// Whether it has the edge layer (`--admin-listen`, the internal token, admission
+    /// limits); older binaries take none of those flags.
+    pub edge: bool,
 }
 
-/// What the binary's client protocol supports: cumulative `seq` acks came with the outbox
-/// path, whose `pushd standalone` has `--outbox-lease`; older binaries ack by id.
-fn ack_mode(pushd: &Path) -> anyhow::Result<AckMode> {
+/// `pushd standalone --help`: what the binary supports is read from its flags.
+fn standalone_help(pushd: &Path) -> anyhow::Result<String> {
     let out = std::process::Command::new(pushd)
         .args(["standalone", "--help"])
         .output()
         .with_context(|| format!("{} standalone --help", pushd.display()))?;
-    let help = String::from_utf8_lossy(&out.stdout);
-    Ok(if help.contains("--outbox-lease") {
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What the binary's client protocol supports: cumulative `seq` acks came with the outbox
+/// path, whose `pushd standalone` has `--outbox-lease`; older binaries ack by id.
+fn ack_mode(help: &str) -> AckMode {
+    if help.contains("--outbox-lease") {
         AckMode::Seq
     } else {
         AckMode::Id
-    })
+    }
 }
 
 fn binaries(args: &RunArgs) -> anyhow::Result<Vec<Binary>> {
@@ -57,11 +64,15 @@ fn binaries(args: &RunArgs) -> anyhow::Result<Vec<Binary>> {
                 ),
             };
             let path = std::fs::canonicalize(&path).with_context(|| format!("pushd {path}"))?;
-            let ack = match args.ack {
-                Some(a) => a,
-                None => ack_mode(&path)?,
-            };
-            Ok(Binary { label, path, ack })
+            let help = standalone_help(&path)?;
+            let ack = args.ack.unwrap_or_else(|| ack_mode(&help));
+            let edge = help.contains("--admin-listen");
+            Ok(Binary {
+                label,
+                path,
+                ack,
+                edge,
+            })
         })
         .collect::<anyhow::Result<_>>()?;
     if list.len() == 1 && !args.pushd[0].contains('=') {

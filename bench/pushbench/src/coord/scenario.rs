@@ -34,7 +34,7 @@ pub async fn run(
         },
     };
     let loadavg = procstat::loadavg();
-    let target = Target::start(&bin.path, &topology).await?;
+    let target = Target::start(&bin.path, bin.edge, &topology).await?;
     let store = target.store.clone();
     let workers = Workers::spawn(args.workers.max(1))?;
     // Let the server finish starting before its memory is read.

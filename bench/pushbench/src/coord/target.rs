@@ -52,16 +52,16 @@ pub struct Target {
 }
 
 impl Target {
-    pub async fn start(pushd: &Path, topology: &Topology) -> anyhow::Result<Target> {
+    pub async fn start(pushd: &Path, edge: bool, topology: &Topology) -> anyhow::Result<Target> {
         let logs = tempfile::Builder::new()
             .prefix("pushbench-server-")
             .tempdir()?;
         match topology {
-            Topology::Standalone => standalone(pushd, logs).await,
+            Topology::Standalone => standalone(pushd, edge, logs).await,
             Topology::Cluster {
                 push_nodes,
                 dispatchers,
-            } => cluster(pushd, logs, *push_nodes, *dispatchers).await,
+            } => cluster(pushd, edge, logs, *push_nodes, *dispatchers).await,
         }
     }
 
@@ -76,10 +76,11 @@ impl Target {
     }
 }
 
-async fn standalone(pushd: &Path, logs: TempDir) -> anyhow::Result<Target> {
+async fn standalone(pushd: &Path, edge: bool, logs: TempDir) -> anyhow::Result<Target> {
     let data = logs.path().join("data");
     let mut role = spawn(
         pushd,
+        edge,
         "standalone",
         &[
             "--listen=127.0.0.1:0".into(),
@@ -108,6 +109,7 @@ async fn standalone(pushd: &Path, logs: TempDir) -> anyhow::Result<Target> {
 
 async fn cluster(
     pushd: &Path,
+    edge: bool,
     logs: TempDir,
     push_nodes: usize,
     dispatchers: usize,
@@ -131,6 +133,7 @@ async fn cluster(
     let local = |s: &str| s.to_string();
     let auth = spawn(
         pushd,
+        edge,
         "auth",
         &[
             local("--listen=127.0.0.1:0"),
@@ -158,7 +161,7 @@ async fn cluster(
         ];
         args.extend(redis_args.iter().cloned());
         args.extend(mongo_args.iter().cloned());
-        let d = spawn(pushd, "dispatch", &args, dir, true).await?;
+        let d = spawn(pushd, edge, "dispatch", &args, dir, true).await?;
         let (_, grpc) = add(format!("dispatch-{i}"), d, &mut roles);
         dispatch_addrs.push(format!("http://{grpc}"));
     }
@@ -168,7 +171,7 @@ async fn cluster(
         format!("--dispatch-addr={}", dispatch_addrs.join(",")),
     ];
     args.extend(mongo_args.iter().cloned());
-    let collect = spawn(pushd, "collect", &args, dir, true).await?;
+    let collect = spawn(pushd, edge, "collect", &args, dir, true).await?;
     let (api, _) = add("collect".into(), collect, &mut roles);
     let mut ws_nodes = Vec::new();
     let mut conn_holders = Vec::new();
@@ -182,7 +185,7 @@ async fn cluster(
         ];
         args.extend(redis_args.iter().cloned());
         args.extend(mongo_args.iter().cloned());
-        let p = spawn(pushd, "push", &args, dir, true).await?;
+        let p = spawn(pushd, edge, "push", &args, dir, true).await?;
         conn_holders.push(p.proc.pid());
         let (http, _) = add(format!("push-{i}"), p, &mut roles);
         ws_nodes.push(http);
@@ -218,16 +221,6 @@ struct Role {
 /// refuse to start without one).
 const INTERNAL_TOKEN: &str = "pushbench-internal-token-0123456789";
 
-/// Whether `pushd` has the edge layer (`--admin-listen`, the internal token, admission
-/// limits), from `pushd standalone --help`; older binaries take none of those flags.
-fn has_edge(pushd: &Path) -> bool {
-    std::process::Command::new(pushd)
-        .args(["standalone", "--help"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--admin-listen"))
-        .unwrap_or(false)
-}
-
 /// `args` adapted to the binary: with the edge layer every role gets an admin port, clients
 /// are not rate-limited (thousands connect from few addresses), and auth and dispatch serve
 /// no `--listen` (their health is on the admin port).
@@ -259,12 +252,12 @@ fn edge_args(role: &str, args: &[String], edge: bool) -> Vec<String> {
 /// also print their gRPC address).
 async fn spawn(
     pushd: &Path,
+    edge: bool,
     role: &str,
     args: &[String],
     dir: &Path,
     grpc: bool,
 ) -> anyhow::Result<Role> {
-    let edge = has_edge(pushd);
     let args = edge_args(role, args, edge);
     let mut cmd = Command::new(pushd);
     cmd.arg(role)
