@@ -138,6 +138,11 @@ pub struct ConnArgs {
     /// Connects a source IP may make in a burst (the bucket's size).
     #[arg(long, env = "PUSHD_CONNECT_BURST_PER_IP", default_value_t = 100)]
     pub connect_burst_per_ip: u32,
+    /// How long a device waits for a missing seq (another collect node's message still being
+    /// stored) before it is sent what follows: within it, every device receives its messages
+    /// in seq order. 0: never wait (a late message then arrives after later ones).
+    #[arg(long, env = "PUSHD_REORDER_WINDOW", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub reorder_window: Duration,
 }
 
 impl ConnArgs {

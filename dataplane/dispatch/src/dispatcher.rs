@@ -9,7 +9,7 @@ use pushcluster_node::{
     BatchBuilder, BatchMessage, NodeId, NodeTransport, Outcome, TransportError,
 };
 use pushcluster_routing::{RouteError, RouteTable};
-use pushcluster_store::{MessageStore, OutboxBatch};
+use pushcluster_store::{BatchId, MessageStore, OutboxBatch};
 
 use crate::mobile::{self, MobilePush};
 use futures_util::StreamExt;
@@ -117,19 +117,20 @@ impl Dispatcher {
     /// Dispatches `batch` and clears its outbox mark unless something must be tried again.
     pub async fn dispatch_and_clear(&self, batch: &OutboxBatch) -> DispatchReport {
         let report = self.dispatch(batch).await;
-        if report.failed == 0 {
-            if let Err(e) = self
-                .store
-                .complete_outbox(std::slice::from_ref(&batch.id))
-                .await
-            {
-                // Dispatched again after the lease: harmless (nodes drop what they have seen).
-                tracing::warn!(batch = %batch.id, error = %e, "clearing an outbox mark failed");
-            }
-        } else {
-            tracing::info!(batch = %batch.id, failed = report.failed, "left in the outbox for another round");
+        if settled(batch, &report) {
+            self.clear(std::slice::from_ref(&batch.id)).await;
         }
         report
+    }
+
+    /// Clears the outbox marks of dispatched batches, in one store write.
+    pub async fn clear(&self, ids: &[BatchId]) {
+        for chunk in ids.chunks(CLEAR_CHUNK) {
+            if let Err(e) = self.store.complete_outbox(chunk).await {
+                // Dispatched again after the lease: harmless (nodes drop what they have seen).
+                tracing::warn!(batches = chunk.len(), error = %e, "clearing outbox marks failed");
+            }
+        }
     }
 
     /// Forwards every message of `batch` to every node holding one of its recipients, and
@@ -323,6 +324,15 @@ impl Dispatcher {
     }
 }
 
+/// Whether a dispatched batch's mark may go: nothing failed (otherwise it stays in the
+/// outbox for another round when its lease runs out).
+pub fn settled(batch: &OutboxBatch, report: &DispatchReport) -> bool {
+    if report.failed > 0 {
+        tracing::info!(batch = %batch.id, failed = report.failed, "left in the outbox for another round");
+    }
+    report.failed == 0
+}
+
 /// The key of `user` in the lookup's map (so `reach` borrows from the batch, not `user`).
 fn nodes_key<'a>(nodes_of: &HashMap<&'a str, Vec<NodeId>>, user: &str) -> &'a str {
     nodes_of
@@ -330,6 +340,9 @@ fn nodes_key<'a>(nodes_of: &HashMap<&'a str, Vec<NodeId>>, user: &str) -> &'a st
         .map(|(k, _)| *k)
         .expect("every delivered user was looked up")
 }
+
+/// Most outbox marks cleared by one store write.
+const CLEAR_CHUNK: usize = 1000;
 
 /// Route lookups before giving up (about 10 s of backoff).
 const LOOKUP_ATTEMPTS: u32 = 9;

@@ -1,15 +1,18 @@
 //! The outbox worker loop: hand-offs from collect, wake-ups naming batches, and claims of
 //! batches whose lease ran out (a lost hand-off, a dead worker, a restart), at most
-//! `in_flight` batches at once.
+//! `in_flight` batches at once. The marks of dispatched batches are cleared in groups: one
+//! clear in flight, the batches finished meanwhile go into the next one.
 
 use std::future::Future;
 
 use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, OptionFuture};
 use futures_util::stream::FuturesUnordered;
 use pushcluster_store::{BatchId, OutboxBatch};
 use tokio::sync::mpsc;
 
 use crate::Dispatcher;
+use crate::dispatcher::settled;
 
 /// Work for the outbox worker.
 #[derive(Debug)]
@@ -25,14 +28,20 @@ pub fn queue(capacity: usize) -> (mpsc::Sender<Work>, mpsc::Receiver<Work>) {
     mpsc::channel(capacity.max(1))
 }
 
-/// Runs until `stop`, then lets the batches in flight finish.
+/// Runs until `stop`, then lets the batches in flight finish and clears their marks.
 pub async fn run(d: Dispatcher, mut work: mpsc::Receiver<Work>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut in_flight = FuturesUnordered::new();
+    let mut done: Vec<BatchId> = Vec::new();
+    let mut clearing: Option<BoxFuture<'static, ()>> = None;
     let mut tick = tokio::time::interval(d.config.claim_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let limit = d.config.in_flight.max(1);
     loop {
+        if clearing.is_none() && !done.is_empty() {
+            let (d, ids) = (d.clone(), std::mem::take(&mut done));
+            clearing = Some(Box::pin(async move { d.clear(&ids).await }));
+        }
         tokio::select! {
             w = work.recv(), if in_flight.len() < limit => match w {
                 Some(w) => in_flight.push(handle(d.clone(), w)),
@@ -57,24 +66,40 @@ pub async fn run(d: Dispatcher, mut work: mpsc::Receiver<Work>, stop: impl Futur
                     Err(e) => tracing::warn!(error = %e, "claiming outbox batches failed"),
                 }
             },
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(ids) = in_flight.next(), if !in_flight.is_empty() => done.extend(ids),
+            Some(()) = OptionFuture::from(clearing.as_mut()), if clearing.is_some() => {
+                clearing = None;
+            }
             _ = &mut stop => break,
         }
     }
-    while in_flight.next().await.is_some() {}
+    while let Some(ids) = in_flight.next().await {
+        done.extend(ids);
+    }
+    if let Some(c) = clearing {
+        c.await;
+    }
+    if !done.is_empty() {
+        d.clear(&done).await;
+    }
 }
 
-fn handle(d: Dispatcher, w: Work) -> futures_util::future::BoxFuture<'static, ()> {
+/// Dispatches `w`; returns the batches whose marks may be cleared.
+fn handle(d: Dispatcher, w: Work) -> BoxFuture<'static, Vec<BatchId>> {
     Box::pin(async move {
+        let settle = |b: OutboxBatch, report| settled(&b, &report).then_some(b.id);
         match w {
             Work::Batch(b) => {
-                d.dispatch_and_clear(&b).await;
+                let report = d.dispatch(&b).await;
+                settle(b, report).into_iter().collect()
             }
             Work::Ids(ids) => {
+                let mut done = Vec::new();
                 for id in ids {
                     match d.store.outbox_batch(&id).await {
                         Ok(Some(b)) => {
-                            d.dispatch_and_clear(&b).await;
+                            let report = d.dispatch(&b).await;
+                            done.extend(settle(b, report));
                         }
                         // Dispatched already (by a worker that claimed it).
                         Ok(None) => {}
@@ -83,6 +108,7 @@ fn handle(d: Dispatcher, w: Work) -> futures_util::future::BoxFuture<'static, ()
                         }
                     }
                 }
+                done
             }
         }
     })

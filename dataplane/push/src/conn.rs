@@ -76,6 +76,8 @@ enum Never {}
 
 /// Queued deliveries written before one flush.
 const BURST: usize = 64;
+/// While messages are held behind a missing seq, how often the store is read for it.
+const RECHECK: Duration = Duration::from_millis(50);
 /// Message ids remembered per connection, for acks that name an id instead of a seq.
 const SENT_IDS: usize = 1024;
 
@@ -105,6 +107,12 @@ struct Conn<S> {
     ack_in_flight: Option<AckWrite>,
     /// The highest seq marked delivered in the store.
     marked: u64,
+    /// Since when messages wait behind a missing seq that may still be being stored (another
+    /// collect node's batch): they are held for up to the reorder window, so the device gets
+    /// its messages in seq order.
+    held_since: Option<Instant>,
+    /// When to read the store again for the missing seq (while holding).
+    recheck_at: Option<Instant>,
     last_seen: Instant,
     svc: Arc<PushService>,
 }
@@ -122,6 +130,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             ack_sent: 0,
             ack_in_flight: None,
             marked: last_seq,
+            held_since: None,
+            recheck_at: None,
             last_seen: Instant::now(),
             svc,
         }
@@ -181,6 +191,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     None => return Err(End::ClientGone),
                 },
+                _ = until(self.recheck_at), if self.recheck_at.is_some() => {
+                    self.recheck_at = None;
+                    self.catch_up().await?;
+                    self.flush().await?;
+                }
                 _ = tick.tick() => {
                     if self.last_seen.elapsed() > self.svc.config.idle_timeout {
                         return Err(End::close(close::IDLE_TIMEOUT, close::REASON_IDLE));
@@ -212,6 +227,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             })?;
             let full = page.items.len() >= page_size;
             for p in page.items {
+                if p.seq > self.high + 1 && p.seq - 1 > page.high_seq && self.hold() {
+                    // Seqs below this one are not in the store yet: wait for them.
+                    self.recheck_at = Some(Instant::now() + RECHECK);
+                    return Ok(());
+                }
                 let text = FrameTemplate::new(&p.id, &p.payload).render(p.seq);
                 self.deliver(
                     Arc::from(p.id.as_str()),
@@ -225,6 +245,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 // Everything at or below the page's bound has been sent (or is a gap).
                 self.advance_high(page.high_seq, false);
                 self.positioned = true;
+                self.held_since = None;
+                self.recheck_at = None;
                 return Ok(());
             }
         }
@@ -250,16 +272,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         if out.seq == self.high + 1 {
             let text = template.render(out.seq).into();
-            return self
-                .deliver(out.id.clone(), out.seq, out.created_at_ms, text)
-                .await;
+            self.deliver(out.id.clone(), out.seq, out.created_at_ms, text)
+                .await?;
+            if self.recheck_at.is_some() {
+                // The seq the held messages waited for: send them now.
+                self.catch_up().await?;
+            }
+            return Ok(());
+        }
+        if self.recheck_at.is_some() {
+            // Held behind a missing seq: this one is in the store and comes with the next read.
+            return Ok(());
         }
         // Earlier messages are still in flight to this queue, or were stored before this
         // connection was routed: read the store first. The store's copy of this one comes
         // with them; a seq the store does not have is never trusted to move this
         // connection's position.
         self.catch_up().await?;
-        if out.seq > self.high {
+        if out.seq > self.high && self.recheck_at.is_none() {
             self.svc.metrics.untrusted_deliveries.inc();
             tracing::warn!(user = %self.user, seq = out.seq, high = self.high, "delivery not in the store; dropped");
         }
@@ -284,6 +314,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         m.delivery_latency
             .observe(now_ms().saturating_sub(created_at_ms) as f64 / 1000.0);
         Ok(())
+    }
+
+    /// Whether to keep holding messages behind a missing seq (starting the wait if none is
+    /// running); once the reorder window is over they go, and the missing seq is a gap,
+    /// delivered when it turns up.
+    fn hold(&mut self) -> bool {
+        let window = self.svc.config.reorder_window;
+        if window.is_zero() {
+            return false;
+        }
+        let since = *self.held_since.get_or_insert_with(|| {
+            self.svc.metrics.reorder_holds.inc();
+            Instant::now()
+        });
+        if since.elapsed() < window {
+            return true;
+        }
+        self.svc.metrics.reorder_gave_up.inc();
+        tracing::info!(user = %self.user, high = self.high, "a missing seq did not turn up within the reorder window; sending what follows it");
+        self.held_since = None;
+        false
     }
 
     /// Moves `high` up to `to` (itself sent here or not), remembering skipped seqs as gaps.
@@ -433,6 +484,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         })
         .await;
+    }
+}
+
+/// Completes at `at`, never without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -49,6 +49,9 @@ pub struct PushConfig {
     pub max_client_frame: usize,
     /// Pending messages read per store round trip during replay.
     pub replay_page: usize,
+    /// How long a connection holds back messages behind a missing seq that may still be
+    /// being stored, before it sends them anyway.
+    pub reorder_window: Duration,
 }
 
 impl Default for PushConfig {
@@ -62,6 +65,7 @@ impl Default for PushConfig {
             read_buffer: 1024,
             max_client_frame: 16 * 1024,
             replay_page: 256,
+            reorder_window: Duration::from_secs(2),
         }
     }
 }

@@ -110,11 +110,15 @@ async fn scenario(
     let post_range = |from: usize, to: usize| {
         let mut handles = Vec::new();
         for w in 0..workers {
-            let collect = cluster.collect.http();
+            let collects: Vec<SocketAddr> = (0..=cluster.more_collects.len())
+                .map(|i| cluster.collect_http(i))
+                .collect();
             let ids = ids.clone();
             handles.push(tokio::spawn(async move {
                 for k in (from..to).filter(|k| (k % users) % workers == w) {
                     let body = json!({"to": [format!("user-{}", k % users)], "payload": {"phase": phase, "i": k}});
+                    // A user's messages go to the collect nodes in turns, one after the other.
+                    let collect = collects[(k / users) % collects.len()];
                     let (status, resp) = post_message(collect, &body).await;
                     assert_eq!(status, 202, "{resp}");
                     let id = resp["id"].as_str().unwrap_or_default().to_owned();
@@ -256,6 +260,21 @@ async fn unicast_across_nodes_survives_a_push_node_kill() {
     .await;
 }
 
+/// Two collect nodes, each user's messages posted to them in turns (each after the previous
+/// one's 202): every device gets them in posting order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_posted_through_two_collect_nodes_arrive_in_posting_order() {
+    let Some((redis, mongo)) = services().await else {
+        return;
+    };
+    let options = Options {
+        collects: 2,
+        ..local(redis.url.clone())
+    };
+    let cluster = Cluster::start(&mongo, &options).await;
+    scenario(&cluster, 1, true, 40, 400, async |_: &Cluster| {}).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restart_loses_nothing() {
     let Some((redis, mongo)) = services().await else {
@@ -305,6 +324,7 @@ async fn routing_on_redis_cluster_through_headless_dns_names() {
             collect_args: Vec::new(),
             push_args: Vec::new(),
             all_args: Vec::new(),
+            collects: 1,
         },
     )
     .await;

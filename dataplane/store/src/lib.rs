@@ -132,7 +132,9 @@ pub struct PendingPage {
     /// A seq every message at or below which is in this page, an earlier one, acked (for
     /// `pending`) or expired: a reader that has everything up to it may move its position
     /// there. The highest seq assigned to the user when the page was read, where the store
-    /// can prove nothing below it is still being written; otherwise the page's last seq.
+    /// can prove nothing below it is still being written; otherwise the end of the run of
+    /// consecutive seqs from `after` the read found. Items above it come after a seq that
+    /// may still be being stored: a reader keeping order waits a little for it.
     pub high_seq: u64,
 }
 

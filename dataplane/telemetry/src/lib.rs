@@ -75,6 +75,10 @@ pub struct Metrics {
     /// Live deliveries dropped because the store has no such message for the user (a node
     /// never moves a connection past what the store has).
     pub untrusted_deliveries: Counter,
+    /// Times a connection held messages behind a missing seq (a row still being stored), and
+    /// times it gave up waiting and sent them out of the reorder window.
+    pub reorder_holds: Counter,
+    pub reorder_gave_up: Counter,
     /// Seconds from acceptance to the socket write, per device.
     pub delivery_latency: Histogram,
     /// Storage failures by kind.
@@ -97,6 +101,8 @@ impl Metrics {
             messages_expired: Counter::default(),
             queue_overflows: Counter::default(),
             untrusted_deliveries: Counter::default(),
+            reorder_holds: Counter::default(),
+            reorder_gave_up: Counter::default(),
             delivery_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
             store_errors: Family::default(),
             stage_seconds: Family::new_with_constructor(stage_histogram),
@@ -136,6 +142,16 @@ impl Metrics {
             "untrusted_deliveries",
             "Live deliveries dropped because the store has no such message for the user",
             m.untrusted_deliveries.clone(),
+        );
+        r.register(
+            "reorder_holds",
+            "Times a connection held messages behind a missing seq that may still be being stored",
+            m.reorder_holds.clone(),
+        );
+        r.register(
+            "reorder_gave_up",
+            "Times a missing seq did not turn up within the reorder window and later messages were sent",
+            m.reorder_gave_up.clone(),
         );
         r.register(
             "queue_overflows",

@@ -104,6 +104,7 @@ pub(crate) fn push_config(c: &ConnArgs) -> (PushConfig, AdmissionLimits) {
         idle_timeout: c.idle_timeout,
         write_timeout: c.write_timeout,
         read_buffer: c.ws_read_buffer,
+        reorder_window: c.reorder_window,
         ..PushConfig::default()
     };
     let limits = AdmissionLimits {

@@ -8,6 +8,8 @@ use super::{Role, post_message};
 
 pub struct Cluster {
     pub collect: Role,
+    /// Collect nodes besides `collect` (`Options::collects`).
+    pub more_collects: Vec<Role>,
     pub pushes: Vec<Role>,
     pub dispatch: Vec<Role>,
     pub auth: Role,
@@ -28,6 +30,8 @@ pub struct Options {
     pub push_args: Vec<String>,
     /// Extra flags for every role (e.g. `--tls-…`).
     pub all_args: Vec<String>,
+    /// Collect nodes (at least one).
+    pub collects: usize,
 }
 
 impl Cluster {
@@ -80,6 +84,10 @@ impl Cluster {
         args.extend(o.all_args.iter().cloned());
         args.extend(o.collect_args.iter().cloned());
         let collect = Role::spawn("collect", &args).await;
+        let mut more_collects = Vec::new();
+        for _ in 1..o.collects {
+            more_collects.push(Role::spawn("collect", &args).await);
+        }
         let mut pushes = Vec::new();
         for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
             let mut args = vec![
@@ -99,9 +107,19 @@ impl Cluster {
         }
         Cluster {
             collect,
+            more_collects,
             pushes,
             dispatch,
             auth,
+        }
+    }
+
+    /// The HTTP address of collect node `i` (taken in turns).
+    pub fn collect_http(&self, i: usize) -> SocketAddr {
+        let n = 1 + self.more_collects.len();
+        match i % n {
+            0 => self.collect.http(),
+            k => self.more_collects[k - 1].http(),
         }
     }
 
@@ -122,5 +140,6 @@ pub fn local(redis_url: String) -> Options {
         collect_args: Vec::new(),
         push_args: Vec::new(),
         all_args: Vec::new(),
+        collects: 1,
     }
 }

@@ -13,10 +13,10 @@ use crate::{Payload, Pending, PendingPage, Result};
 
 /// Up to `limit` of `user`'s unexpired messages with `seq > after`, in seq order.
 ///
-/// `high_seq` is the highest seq returned, or `after`: rows of concurrent batches are written
-/// out of seq order (and another collect node may still write a lower seq), so no read
-/// proves that every seq below the user's highest is visible. A push node whose next live
-/// message is above it reads the gap again, which costs one query and loses nothing.
+/// `high_seq` is the end of the run of consecutive seqs from `after` that the read found
+/// (expired or purged rows count: they are final): rows of concurrent batches are written
+/// out of seq order, and another collect node may still write a seq below the highest, so a
+/// missing seq may be one being stored. A push node holds what follows it for a while.
 pub(super) async fn page(
     s: &MongoStore,
     user: &str,
@@ -68,8 +68,22 @@ pub(super) async fn page(
             expires_at_ms,
         });
     }
-    let high_seq = items.last().map_or(after, |p| p.seq.max(after));
+    let seqs: Vec<u64> = rows.iter().map(|r| get_u64(r, "s")).collect::<Result<_>>()?;
+    let high_seq = run_end(after, &seqs);
     Ok(PendingPage { items, high_seq })
+}
+
+/// The end of the run of consecutive seqs from `after` in `seqs` (ascending).
+fn run_end(after: u64, seqs: &[u64]) -> u64 {
+    let mut end = after;
+    for &s in seqs {
+        if s == end + 1 {
+            end = s;
+        } else if s > end {
+            break;
+        }
+    }
+    end
 }
 
 /// Payloads of messages by id.
@@ -180,4 +194,17 @@ async fn in_outbox(s: &MongoStore, id: &str) -> Result<Option<Document>> {
         mongodb::bson::Bson::Document(m) if m.get_str("_id") == Ok(id) => Some(m.clone()),
         _ => None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_end;
+
+    #[test]
+    fn the_bound_stops_at_the_first_missing_seq() {
+        assert_eq!(run_end(4, &[]), 4);
+        assert_eq!(run_end(4, &[5, 6, 7]), 7);
+        assert_eq!(run_end(4, &[5, 7, 8]), 5, "6 may still be being written");
+        assert_eq!(run_end(4, &[6, 7]), 4);
+    }
 }

@@ -5,9 +5,13 @@
 //! (one `insert`), loads the users it does not know ([`load_users`]), hands out seqs from
 //! memory and inserts the outbox document — the durable accept. Completing a batch (its
 //! `msgs` and `rows`, with seq conflicts resolved, see [`outbox::complete`]) runs concurrently
-//! with accepting the next ones, and replies are released in batch order, so a batch is
-//! handed to dispatch only once every earlier batch of this node has its rows written: a
-//! push node that sees a gap in a user's seqs finds the missing message in the store.
+//! with accepting the next ones, and replies are released in batch order once the batch's
+//! rows are written, so a batch is handed to dispatch only once every earlier batch of this
+//! node has its rows written (a push node that sees a gap in a user's seqs finds the missing
+//! message in the store), and a message posted after another's reply, to any collect node,
+//! gets a higher seq (its node's row insert of a seq taken conflicts and moves on). Messages
+//! in flight on two nodes at once may settle in either order; a push node holds a gap
+//! for a while so devices still receive them in seq order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,19 +91,15 @@ pub(super) async fn run(s: MongoStore, mut rx: mpsc::Receiver<Job>) {
     let mut previous: Option<oneshot::Receiver<()>> = None;
     while let Some(jobs) = gather(&mut rx, &mut held).await {
         let mut accepted = accept(&s, jobs).await;
-        // The durable write is done: answer now. The batch is handed over once its rows
-        // are written, in batch order.
+        // The durable write is done; the answer waits for the rows (in batch order), so a
+        // message posted after this one's 202 — to any collect node — gets a higher seq:
+        // that node's row insert of a seq this batch holds conflicts and moves on.
         let written = std::mem::replace(&mut accepted.written, Err(()));
         let Ok((batch, msgs)) = written else {
             accepted.reply(None);
             continue;
         };
-        let (ready_tx, ready_rx) = oneshot::channel();
-        for (slot, m) in &msgs {
-            accepted.set(slot, Ok(Submitted::New(m.stored.clone())));
-        }
-        accepted.reply(Some(ready_rx));
-        let msgs: Vec<Msg> = msgs.into_iter().map(|(_, m)| m).collect();
+        let (slots, msgs): (Vec<Slot>, Vec<Msg>) = msgs.into_iter().unzip();
         let permit = completing
             .clone()
             .acquire_owned()
@@ -113,9 +113,21 @@ pub(super) async fn run(s: MongoStore, mut rx: mpsc::Receiver<Job>) {
             if let Some(prev) = prev {
                 let _ = prev.await; // a dropped sender (a panic) also releases
             }
-            if let Some(b) = settled {
-                let _ = ready_tx.send(b);
+            match &settled {
+                Some(b) => {
+                    for (slot, m) in slots.iter().zip(&b.messages) {
+                        accepted.set(slot, Ok(Submitted::New(m.clone())));
+                    }
+                }
+                None => {
+                    for slot in &slots {
+                        let e = "stored, but writing its rows failed: retry with the same \
+                                 idempotency key, which finds it or stores it";
+                        accepted.set(slot, Err(Error::Backend(e.into())));
+                    }
+                }
             }
+            accepted.reply(settled);
             drop(done);
             drop(permit);
         });
@@ -324,15 +336,15 @@ impl AcceptedBatch {
         }
     }
 
-    /// Sends every job its results; the batch (when it is ready) goes with the first job's.
-    fn reply(self, ready: Option<oneshot::Receiver<OutboxBatch>>) {
+    /// Sends every job its results; the batch (completely stored) goes with the first job's.
+    fn reply(self, ready: Option<OutboxBatch>) {
         let mut ready = ready;
         for (tx, results) in self.jobs {
             let results = results
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|| Err(Error::Corrupt("message left unanswered".into()))))
                 .collect();
-            let batch = ready.take().map(BatchReady::later).unwrap_or_default();
+            let batch = BatchReady::now(ready.take());
             let _ = tx.send(Ok(Accepted { results, batch }));
         }
     }

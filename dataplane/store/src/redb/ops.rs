@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use pushcluster_proto::api::{MobileRecord, NewDevice, NewMessage};
 use pushcluster_proto::delivery::now_ms;
 use pushcluster_proto::payload::Payload;
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::codec::{self, Meta};
@@ -60,6 +60,17 @@ pub(super) enum Op {
     UpdateMobile(MobileRecord),
     /// The record as listed, and the new `updated_at_ms`.
     RetakeMobile(MobileRecord, u64),
+}
+
+impl Op {
+    /// Whether the operation only records progress that can be recomputed or repeated
+    /// (delivered and acked watermarks, outbox clears), so it need not be fsynced on its own.
+    fn may_wait_for_durability(&self) -> bool {
+        matches!(
+            self,
+            Op::Delivered { .. } | Op::Ack { .. } | Op::CompleteOutbox(_)
+        )
+    }
 }
 
 pub(super) enum Reply {
@@ -181,7 +192,15 @@ fn apply_batch(
     retention_ms: u64,
     lease: &HandoffLease,
 ) -> Result<Vec<Result<Done>>> {
-    let txn = db.begin_write().map_err(Error::backend)?;
+    let mut txn = db.begin_write().map_err(Error::backend)?;
+    if jobs.iter().all(|j| j.op.may_wait_for_durability()) {
+        // Only watermarks and outbox clears: committed without an fsync, made durable by the
+        // next durable commit. A crash before that loses them, which costs a redelivery
+        // (clients drop what they have by seq) or a second dispatch (push nodes drop it by
+        // seq, mobile claims stop a second notification), never a message.
+        txn.set_durability(Durability::None)
+            .map_err(Error::backend)?;
+    }
     let mut users = Users::open(&txn)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {

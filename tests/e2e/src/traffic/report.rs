@@ -89,11 +89,10 @@ impl StepReport {
     /// messages and no post was given up; with `strict_order`, also unless they came in the
     /// order collect accepted them.
     ///
-    /// Order is not enforced by default: with two collect pods, a user's messages posted one
-    /// after the other can get their seqs the other way round (seqs are handed out from each
-    /// collect node's memory; docs/storage.md promises order within a node only), and a
-    /// resumed connection can be sent a seq before an earlier one whose row became visible
-    /// late. Both are counted on each step's line (`reordered`, `seq inversions`).
+    /// Both kinds of disorder are counted on each step's line: `reordered` (a device got its
+    /// user's messages in another order than collect accepted them: seqs handed out against
+    /// the posting order across collect pods) and `seq inversions` (a frame after a higher
+    /// seq on one connection: a late row sent after what follows it).
     pub fn assert_complete(&self, strict_order: bool) {
         let bad: Vec<&DeviceReport> = self
             .devices
