@@ -68,7 +68,10 @@ pub(super) async fn page(
             expires_at_ms,
         });
     }
-    let seqs: Vec<u64> = rows.iter().map(|r| get_u64(r, "s")).collect::<Result<_>>()?;
+    let seqs: Vec<u64> = rows
+        .iter()
+        .map(|r| get_u64(r, "s"))
+        .collect::<Result<_>>()?;
     let high_seq = run_end(after, &seqs);
     Ok(PendingPage { items, high_seq })
 }
