@@ -479,3 +479,30 @@ async fn ops_endpoints_and_send_tool() {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
 }
+
+/// Acks commit without an fsync; a quiet store makes them durable within a second. Acked,
+/// then killed (-9) a moment later: after the restart nothing acked is sent again.
+#[tokio::test]
+async fn acks_are_durable_a_second_after_a_quiet_store_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    // No sweeps (each is a durable commit that would cover the acks by itself).
+    let server = Server::start(dir.path(), &["--sweep-interval=1h"]).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(server.send(&["dave"], json!(i)).await);
+    }
+    let mut c = server.connect("dave").await;
+    c.receive_and_ack(5).await;
+    let last = ids.last().unwrap().clone();
+    eventually(|| async {
+        (server.status(&last).await["recipients"][0]["state"] == "acked").then_some(())
+    })
+    .await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = server.crash_and_restart().await;
+    let mut c = server.connect("dave").await;
+    let next = server.send(&["dave"], json!("after")).await;
+    let m = c.next_message().await;
+    assert_eq!((m.id, m.seq), (next, 6), "an acked message came again");
+}

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use pushcluster_proto::api::{MobileRecord, NewDevice, NewMessage};
 use pushcluster_proto::delivery::now_ms;
@@ -24,6 +25,18 @@ use crate::{
     Accepted, AckOutcome, BatchId, DeviceSaved, Error, OutboxBatch, Result, StoredMessage,
     Submitted, new_message_id,
 };
+
+/// Longest a commit without an fsync (watermarks, outbox clears) waits for a durable one: a
+/// writer that is quiet for this long commits an empty durable transaction.
+const LAZY_DURABILITY: Duration = Duration::from_secs(1);
+
+/// An empty durable commit: makes the lazy commits before it durable.
+fn sync(db: &Database) -> Result<()> {
+    db.begin_write()
+        .map_err(Error::backend)?
+        .commit()
+        .map_err(Error::backend)
+}
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
@@ -127,7 +140,33 @@ pub(super) fn writer_loop(
     retention_ms: u64,
     lease: HandoffLease,
 ) {
-    while let Ok(first) = rx.recv() {
+    // Set while a commit without an fsync is not yet covered by a durable one.
+    let mut undurable_since: Option<Instant> = None;
+    loop {
+        let first = match undurable_since {
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(since) => {
+                let left = LAZY_DURABILITY.saturating_sub(since.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // Quiet: make what the lazy commits hold durable now.
+                        match sync(db) {
+                            Ok(()) => undurable_since = None,
+                            Err(e) => tracing::warn!(error = %e, "store sync failed; retrying"),
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        let _ = sync(db);
+                        return;
+                    }
+                }
+            }
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -135,8 +174,15 @@ pub(super) fn writer_loop(
                 Err(_) => break,
             }
         }
-        match apply_batch(db, &mut jobs, retention_ms, &lease) {
+        let lazy = jobs.iter().all(|j| j.op.may_wait_for_durability())
+            && undurable_since.is_none_or(|t| t.elapsed() < LAZY_DURABILITY);
+        match apply_batch(db, &mut jobs, retention_ms, &lease, lazy) {
             Ok(results) => {
+                undurable_since = match (lazy, undurable_since) {
+                    (true, None) => Some(Instant::now()),
+                    (true, since) => since,
+                    (false, _) => None,
+                };
                 for (job, r) in jobs.into_iter().zip(results) {
                     job.reply.send(r);
                 }
@@ -191,13 +237,15 @@ fn apply_batch(
     jobs: &mut [Job],
     retention_ms: u64,
     lease: &HandoffLease,
+    lazy: bool,
 ) -> Result<Vec<Result<Done>>> {
     let mut txn = db.begin_write().map_err(Error::backend)?;
-    if jobs.iter().all(|j| j.op.may_wait_for_durability()) {
+    if lazy {
         // Only watermarks and outbox clears: committed without an fsync, made durable by the
-        // next durable commit. A crash before that loses them, which costs a redelivery
-        // (clients drop what they have by seq) or a second dispatch (push nodes drop it by
-        // seq, mobile claims stop a second notification), never a message.
+        // next durable commit (within LAZY_DURABILITY). A crash before that loses them,
+        // which costs a redelivery (clients drop what they have by seq) or a second dispatch
+        // (push nodes drop it by seq, mobile claims stop a second notification), never a
+        // message.
         txn.set_durability(Durability::None)
             .map_err(Error::backend)?;
     }

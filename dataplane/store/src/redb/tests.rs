@@ -73,19 +73,7 @@ async fn survives_reopen_with_its_outbox() {
         drop(store);
         id
     };
-    // The writer thread holds the database until its channel closes; wait for the file lock.
-    let mut attempts = 0;
-    let store = loop {
-        match RedbStore::open(dir.path()) {
-            Ok(s) => break s,
-            Err(e) if attempts < 250 => {
-                attempts += 1;
-                tracing::debug!(error = %e, "store still locked");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await
-            }
-            Err(e) => panic!("store did not reopen: {e}"),
-        }
-    };
+    let store = reopen(dir.path()).await;
     let page = store.pending("u1", 0, 10).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].id, id);
@@ -100,4 +88,21 @@ async fn survives_reopen_with_its_outbox() {
     assert_eq!(left[0].messages[0].id, id);
     let next = new(&store, msg(&["u1"], "2", None, 60)).await;
     assert_eq!(next.recipients[0].1, 2);
+}
+
+/// Opens the store in `dir` again once the previous one let go of it: the writer thread holds
+/// the database until its channel closes (and its last commit is durable).
+async fn reopen(dir: &std::path::Path) -> RedbStore {
+    let mut attempts = 0;
+    loop {
+        match RedbStore::open(dir) {
+            Ok(s) => return s,
+            Err(e) if attempts < 250 => {
+                attempts += 1;
+                tracing::debug!(error = %e, "store still locked");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("store did not reopen: {e}"),
+        }
+    }
 }
