@@ -154,10 +154,14 @@ pub(super) fn writer_loop(
                     Ok(job) => job,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         // Quiet: make what the lazy commits hold durable now.
-                        match sync(db) {
-                            Ok(()) => undurable_since = None,
-                            Err(e) => tracing::warn!(error = %e, "store sync failed; retrying"),
-                        }
+                        undurable_since = match sync(db) {
+                            Ok(()) => None,
+                            Err(e) => {
+                                // Tried again a period later, not at once.
+                                tracing::warn!(error = %e, "store sync failed; retrying");
+                                Some(Instant::now())
+                            }
+                        };
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
