@@ -164,18 +164,8 @@ impl Collect {
             .filter(|r| matches!(r, Ok(Submitted::New(_))))
             .count();
         self.metrics.messages_accepted.inc_by(new as u64);
-        match accepted.batch.try_now() {
-            Ok(Some(batch)) => self.handoff.accepted(batch),
-            Ok(None) => {}
-            // Handed over once the store completed it (its rows written).
-            Err(later) => {
-                let handoff = self.handoff.clone();
-                tokio::spawn(async move {
-                    if let Some(batch) = later.wait().await {
-                        handoff.accepted(batch);
-                    }
-                });
-            }
+        if let Some(batch) = accepted.batch {
+            self.handoff.accepted(batch);
         }
         accepted
             .results

@@ -33,7 +33,7 @@ pub async fn submit(
     msgs: Vec<NewMessage>,
 ) -> (Vec<crate::Result<Submitted>>, Option<crate::OutboxBatch>) {
     let accepted = store.submit(msgs).await.unwrap();
-    (accepted.results, accepted.batch.wait().await)
+    (accepted.results, accepted.batch)
 }
 
 /// Submits one message; its result, with the recipients' seqs as finally stored (a store

@@ -222,8 +222,10 @@ pub trait MessageStore: Send + Sync + 'static {
 pub struct Accepted {
     /// One per submitted message, in order.
     pub results: Vec<Result<Submitted>>,
-    /// The outbox batch of the new messages, for dispatch once it may be dispatched.
-    pub batch: BatchReady,
+    /// The outbox batch of the new messages (`None` when every message was a duplicate),
+    /// completely stored: ready for dispatch. It is leased to the caller's dispatch for a
+    /// short while; a batch never handed over is claimed by a worker when the lease runs out.
+    pub batch: Option<OutboxBatch>,
 }
 
 impl Accepted {
@@ -233,53 +235,6 @@ impl Accepted {
             .into_iter()
             .next()
             .unwrap_or_else(|| Err(Error::Corrupt("no result for a submitted message".into())))
-    }
-}
-
-/// When an accepted batch may be handed to dispatch: at once (the embedded store writes
-/// everything in the accepting transaction), or once the store has written the rows replays
-/// read (MongoDB: they follow the durable outbox write, and dispatching before them would let
-/// a reconnecting client miss a message). The batch is leased to the caller's dispatch for a
-/// short while; a batch that never becomes ready (its completion failed) is claimed by a
-/// worker when the lease runs out.
-#[derive(Debug, Default)]
-pub struct BatchReady(Ready);
-
-#[derive(Debug, Default)]
-enum Ready {
-    /// Nothing new to dispatch.
-    #[default]
-    None,
-    Now(OutboxBatch),
-    Later(tokio::sync::oneshot::Receiver<OutboxBatch>),
-}
-
-impl BatchReady {
-    pub fn now(batch: Option<OutboxBatch>) -> BatchReady {
-        BatchReady(batch.map_or(Ready::None, Ready::Now))
-    }
-
-    pub fn later(rx: tokio::sync::oneshot::Receiver<OutboxBatch>) -> BatchReady {
-        BatchReady(Ready::Later(rx))
-    }
-
-    /// The batch if it is ready now (`Ok`), or what to wait on (`Err`).
-    pub fn try_now(self) -> std::result::Result<Option<OutboxBatch>, BatchReady> {
-        match self.0 {
-            Ready::None => Ok(None),
-            Ready::Now(b) => Ok(Some(b)),
-            later => Err(BatchReady(later)),
-        }
-    }
-
-    /// The batch once it may be dispatched; `None` if there is none or it never will be
-    /// (left to its lease).
-    pub async fn wait(self) -> Option<OutboxBatch> {
-        match self.0 {
-            Ready::None => None,
-            Ready::Now(b) => Some(b),
-            Ready::Later(rx) => rx.await.ok(),
-        }
     }
 }
 

@@ -82,7 +82,7 @@ async fn forwards_each_payload_once_per_node_and_drops_stale_routes() {
         .submit(vec![msg(&["u1", "u2", "u4"]), msg(&["u1", "u3"])])
         .await
         .unwrap();
-    let batch = accepted.batch.wait().await.unwrap();
+    let batch = accepted.batch.unwrap();
     let report = d.dispatch_and_clear(&batch).await;
     assert_eq!(
         report,
@@ -125,8 +125,6 @@ async fn a_failed_forward_leaves_the_batch_in_the_outbox() {
         .await
         .unwrap()
         .batch
-        .wait()
-        .await
         .unwrap();
     let report = d.dispatch_and_clear(&batch).await;
     assert_eq!((report.forwarded, report.failed), (1, 1));
@@ -159,16 +157,12 @@ async fn the_worker_takes_hand_offs_and_lost_batches() {
         .await
         .unwrap()
         .batch
-        .wait()
-        .await
         .unwrap();
     let lost = store
         .submit(vec![msg(&["u"])])
         .await
         .unwrap()
         .batch
-        .wait()
-        .await
         .unwrap();
     let (tx, rx) = crate::worker::queue(16);
     let stop = tokio::sync::Notify::new();

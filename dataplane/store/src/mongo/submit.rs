@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::docs::Msg;
 use super::{MongoStore, PARALLEL_READS, Server, backend, get_str, get_u64, ms};
 use crate::{
-    Accepted, BatchId, BatchReady, Error, OutboxBatch, Payload, Result, StoredMessage, Submitted,
+    Accepted, BatchId, Error, OutboxBatch, Payload, Result, StoredMessage, Submitted,
     new_message_id,
 };
 
@@ -344,7 +344,7 @@ impl AcceptedBatch {
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|| Err(Error::Corrupt("message left unanswered".into()))))
                 .collect();
-            let batch = BatchReady::now(ready.take());
+            let batch = ready.take();
             let _ = tx.send(Ok(Accepted { results, batch }));
         }
     }

@@ -395,10 +395,7 @@ fn submit(
             .map_err(Error::backend)?;
         Some(OutboxBatch { id, messages: new })
     };
-    Ok(Accepted {
-        results,
-        batch: crate::BatchReady::now(batch),
-    })
+    Ok(Accepted { results, batch })
 }
 
 /// Ends every outbox lease: at open, the leases in the file belong to a process that is gone
