@@ -3,7 +3,9 @@
 //! Writes are batched: a burst of queued deliveries is written frame after frame into the
 //! socket's buffer and flushed once. Acks are cumulative, so a connection keeps at most one
 //! ack write in flight and folds the acks that arrive meanwhile into the next one;
-//! deliveries are marked once per burst (the highest seq written).
+//! deliveries are marked [`MARK_DELAY`] after a flush (the highest seq written), unless an
+//! ack covered them first (an ack moves the delivered mark too), so an acking client costs
+//! the store one write per burst, not two.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -67,6 +69,7 @@ where
     };
     svc.hub.unregister(&user, reg.conn).await;
     conn.settle_acks().await;
+    conn.mark().await;
     tracing::debug!(%user, conn = reg.conn, ?end, "connection ended");
     conn.finish(end).await;
     svc.metrics.connections.dec();
@@ -76,6 +79,9 @@ enum Never {}
 
 /// Queued deliveries written before one flush.
 const BURST: usize = 64;
+/// How long after a flush its deliveries are marked, giving the client's ack the chance to
+/// mark them instead.
+const MARK_DELAY: Duration = Duration::from_millis(500);
 /// While messages are held behind a missing seq, how often the store is read for it.
 const RECHECK: Duration = Duration::from_millis(50);
 /// Message ids remembered per connection, for acks that name an id instead of a seq.
@@ -105,8 +111,10 @@ struct Conn<S> {
     /// The highest seq whose ack is written (or being written).
     ack_sent: u64,
     ack_in_flight: Option<AckWrite>,
-    /// The highest seq marked delivered in the store.
+    /// The highest seq marked delivered in the store (or covered by a written ack).
     marked: u64,
+    /// When to mark what was written since `marked` (set by a flush that wrote past it).
+    mark_at: Option<Instant>,
     /// Since when messages wait behind a missing seq that may still be being stored (another
     /// collect node's batch): they are held for up to the reorder window, so the device gets
     /// its messages in seq order.
@@ -130,6 +138,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             ack_sent: 0,
             ack_in_flight: None,
             marked: last_seq,
+            mark_at: None,
             held_since: None,
             recheck_at: None,
             last_seen: Instant::now(),
@@ -154,7 +163,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let period = self.svc.config.ping_interval;
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // One timer for the delivered marks, moved rather than made per loop turn.
+        let mark_timer = tokio::time::sleep(MARK_DELAY);
+        tokio::pin!(mark_timer);
         loop {
+            if let Some(at) = self.mark_at
+                && mark_timer.deadline() != at
+            {
+                mark_timer.as_mut().reset(at);
+            }
             tokio::select! {
                 item = rx.recv() => match item {
                     Some(out) => {
@@ -195,6 +212,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.recheck_at = None;
                     self.catch_up().await?;
                     self.flush().await?;
+                }
+                () = &mut mark_timer, if self.mark_at.is_some() => {
+                    self.mark_at = None;
+                    self.mark().await;
                 }
                 _ = tick.tick() => {
                     if self.last_seen.elapsed() > self.svc.config.idle_timeout {
@@ -415,9 +436,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         match result {
             Ok(AckOutcome::Acked) => {
                 self.svc.metrics.messages_acked.inc();
+                // Both stores move the delivered mark with the ack.
+                self.marked = self.marked.max(seq);
                 Ok(())
             }
-            Ok(AckOutcome::AlreadyFinal) => Ok(()),
+            Ok(AckOutcome::AlreadyFinal) => {
+                self.marked = self.marked.max(seq);
+                Ok(())
+            }
             Err(e) => {
                 self.svc.metrics.store_error(e.metric_label());
                 // Not written: the next ack (or this one again) covers it.
@@ -454,18 +480,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         timed(self.svc.config.write_timeout, &self.user, self.ws.feed(msg)).await
     }
 
-    /// Writes what is buffered, then records how far this user's messages were delivered.
+    /// Writes what is buffered; what it wrote is marked delivered within [`MARK_DELAY`].
     async fn flush(&mut self) -> Result<(), End> {
         let start = std::time::Instant::now();
         timed(self.svc.config.write_timeout, &self.user, self.ws.flush()).await?;
         self.svc.metrics.observe_stage("socket_write", start);
+        if self.high > self.marked && self.mark_at.is_none() {
+            self.mark_at = Some(Instant::now() + MARK_DELAY);
+        }
+        Ok(())
+    }
+
+    /// Records how far this user's messages were delivered, unless an ack already did.
+    async fn mark(&mut self) {
         if self.high > self.marked {
             self.marked = self.high;
             if let Err(e) = self.svc.store.mark_delivered(&self.user, self.high).await {
                 self.svc.metrics.store_error(e.metric_label());
             }
         }
-        Ok(())
     }
 
     /// Sends the close frame (if any) and waits briefly for the client's reply.

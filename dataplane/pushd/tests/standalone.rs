@@ -40,6 +40,24 @@ async fn every_device_of_every_recipient_receives_the_message() {
     .await;
 }
 
+/// A delivery is marked a moment after it is written (an ack that comes first marks it
+/// instead); a device that leaves before that moment still leaves it marked, because the
+/// connection's end writes the mark its timer would have. Without that write the timer dies
+/// with the connection and the message stays "pending" for good.
+#[tokio::test]
+async fn a_device_that_leaves_at_once_still_leaves_its_message_marked_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let mut phone = server.connect("alice").await;
+    let id = server.send(&["alice"], json!({"text": "hi"})).await;
+    assert_eq!(phone.next_message().await.id, id);
+    phone.close().await;
+    eventually(|| async {
+        (server.status(&id).await["recipients"][0]["state"] == "delivered").then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn offline_messages_arrive_in_order_on_connect_and_acked_ones_are_not_redelivered() {
     let dir = tempfile::tempdir().unwrap();
