@@ -434,13 +434,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         result: StoreResult<AckOutcome>,
     ) -> Result<(), End> {
         match result {
-            Ok(AckOutcome::Acked) => {
-                self.svc.metrics.messages_acked.inc();
+            Ok(outcome) => {
+                if outcome == AckOutcome::Acked {
+                    self.svc.metrics.messages_acked.inc();
+                }
                 // Both stores move the delivered mark with the ack.
-                self.marked = self.marked.max(seq);
-                Ok(())
-            }
-            Ok(AckOutcome::AlreadyFinal) => {
                 self.marked = self.marked.max(seq);
                 Ok(())
             }
