@@ -34,6 +34,7 @@ use crate::{
 mod codec;
 mod devices;
 mod ops;
+mod users;
 
 use codec::Record;
 
@@ -70,6 +71,8 @@ pub struct RedbStore {
     db: Arc<Database>,
     writer: mpsc::Sender<ops::Job>,
     lease: crate::outbox::HandoffLease,
+    /// Progress the writer applied and has not written yet; reads merge it.
+    pending: users::Pending,
 }
 
 impl RedbStore {
@@ -96,14 +99,25 @@ impl RedbStore {
         let writer_db = db.clone();
         let lease = crate::outbox::HandoffLease::default();
         let writer_lease = lease.clone();
+        let pending = users::Pending::default();
+        let writer_pending = pending.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || ops::writer_loop(&writer_db, rx, DEFAULT_RETENTION_MS, writer_lease))
+            .spawn(move || {
+                ops::writer_loop(
+                    &writer_db,
+                    rx,
+                    DEFAULT_RETENTION_MS,
+                    writer_lease,
+                    writer_pending,
+                )
+            })
             .map_err(|e| open_err(Box::new(e)))?;
         Ok(RedbStore {
             db,
             writer: tx,
             lease,
+            pending,
         })
     }
 
@@ -139,14 +153,18 @@ impl RedbStore {
             .map_err(|_| Error::Closed)
     }
 
+    /// Runs `f` on a read transaction; again if the writer flushed deferred progress
+    /// meanwhile (`f` merges it with [`users::Pending`]).
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+        f: impl Fn(&redb::ReadTransaction, &users::Pending) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = self.db.clone();
+        let (db, pending) = (self.db.clone(), self.pending.clone());
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(Error::backend)?;
-            f(&txn)
+            pending.consistent(|| {
+                let txn = db.begin_read().map_err(Error::backend)?;
+                f(&txn, &pending)
+            })
         })
         .await
         .map_err(|_| Error::Closed)?
@@ -162,15 +180,19 @@ impl RedbStore {
         unacked_only: bool,
     ) -> Result<PendingPage> {
         let user = user.to_owned();
-        self.read(move |txn| {
-            let (high_seq, acked, _) =
-                marks(&txn.open_table(USERS).map_err(Error::backend)?, &user)?;
+        self.read(move |txn, pending| {
+            let index = txn.open_table(INDEX).map_err(Error::backend)?;
+            let row = users::read_marks(
+                &txn.open_table(USERS).map_err(Error::backend)?,
+                &index,
+                &user,
+            )?;
+            let (high_seq, acked, _) = pending.merge(&user, row);
             let after = if unacked_only {
                 after.max(acked)
             } else {
                 after
             };
-            let index = txn.open_table(INDEX).map_err(Error::backend)?;
             let messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
             let now = now_ms();
             let mut items = Vec::new();
@@ -296,7 +318,10 @@ impl MessageStore for RedbStore {
 
     async fn outbox_batch(&self, id: &BatchId) -> Result<Option<OutboxBatch>> {
         let id = id.0.clone();
-        self.read(move |txn| {
+        self.read(move |txn, pending| {
+            if pending.is_cleared(&id) {
+                return Ok(None);
+            }
             let outbox = txn.open_table(OUTBOX).map_err(Error::backend)?;
             let Some(v) = outbox.get(id.as_str()).map_err(Error::backend)? else {
                 return Ok(None);
@@ -339,7 +364,7 @@ impl MessageStore for RedbStore {
 
     async fn status(&self, id: &str) -> Result<Option<MessageStatus>> {
         let id = id.to_owned();
-        self.read(move |txn| {
+        self.read(move |txn, pending| {
             let messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
             let Some(bytes) = messages.get(id.as_str()).map_err(Error::backend)? else {
                 return Ok(None);
@@ -356,15 +381,19 @@ impl MessageStore for RedbStore {
             };
             let users = txn.open_table(USERS).map_err(Error::backend)?;
             let now = now_ms();
+            let rows = list
+                .iter()
+                .map(|(user, _)| Ok((user.as_str(), marks(&users, user)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let merged = pending.merge_all(rows.into_iter());
             let mut recipients = Vec::with_capacity(list.len());
-            for (user, seq) in list {
-                let (_, acked, delivered) = marks(&users, &user)?;
+            for ((user, seq), (_, acked, delivered)) in list.into_iter().zip(merged) {
                 let state = RecipientState::derive(seq, acked, delivered, rec.expires_at_ms, now);
                 recipients.push(RecipientStatus { user, seq, state });
             }
             let mobile = devices::mobile_records(txn, &id)?;
             Ok(Some(MessageStatus {
-                id,
+                id: id.clone(),
                 created_at_ms: rec.created_at_ms,
                 expires_at_ms: rec.expires_at_ms,
                 recipients,
@@ -394,7 +423,7 @@ impl MessageStore for RedbStore {
 
     async fn devices(&self, user: &str) -> Result<Vec<Device>> {
         let user = user.to_owned();
-        self.read(move |txn| devices::list(txn, &user)).await
+        self.read(move |txn, _| devices::list(txn, &user)).await
     }
 
     async fn mark_device_dead(&self, token: &str, at_ms: u64) -> Result<bool> {
@@ -416,7 +445,7 @@ impl MessageStore for RedbStore {
     }
 
     async fn retryable_mobile(&self, before_ms: u64, limit: usize) -> Result<Vec<RetryMobile>> {
-        self.read(move |txn| devices::retryable_mobile(txn, before_ms, limit))
+        self.read(move |txn, _| devices::retryable_mobile(txn, before_ms, limit))
             .await
     }
 

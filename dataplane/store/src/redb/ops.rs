@@ -1,10 +1,11 @@
 //! The writer thread: group commit of every queued write operation.
 //!
 //! A commit applies every queued job in one transaction. The users' counters a commit touches
-//! (seqs handed out, acks, deliveries) live in a map for its duration and are written once
-//! each at the end, so a burst of acks of one user is one row update.
+//! (seqs handed out, acks, deliveries) live in a map for its duration; acks, delivered marks
+//! and outbox clears are applied to memory and written at most [`FLUSH_EVERY`] later (see
+//! [`super::users`]), so a group of only those commits nothing, and a commit of submits
+//! writes the message tables and the index but not the users' rows.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -16,10 +17,10 @@ use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::codec::{self, Meta};
-use super::{
-    IDEMPOTENCY, INDEX, MESSAGES, Marks, OUTBOX, PURGE, RECIPIENTS, Record, USERS, devices,
-    load_batch, marks,
-};
+#[cfg(doc)]
+use super::users::FLUSH_EVERY;
+use super::users::{Pending, Users};
+use super::{IDEMPOTENCY, MESSAGES, OUTBOX, PURGE, RECIPIENTS, Record, devices, load_batch};
 use crate::outbox::HandoffLease;
 use crate::{
     Accepted, AckOutcome, BatchId, DeviceSaved, Error, OutboxBatch, Result, StoredMessage,
@@ -27,16 +28,8 @@ use crate::{
 };
 
 /// Longest a commit without an fsync (watermarks, outbox clears) waits for a durable one: a
-/// writer that is quiet for this long commits an empty durable transaction.
+/// writer that is quiet for this long commits a durable transaction (with what is deferred).
 const LAZY_DURABILITY: Duration = Duration::from_secs(1);
-
-/// An empty durable commit: makes the lazy commits before it durable.
-fn sync(db: &Database) -> Result<()> {
-    db.begin_write()
-        .map_err(Error::backend)?
-        .commit()
-        .map_err(Error::backend)
-}
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
@@ -139,36 +132,45 @@ pub(super) fn writer_loop(
     rx: mpsc::Receiver<Job>,
     retention_ms: u64,
     lease: HandoffLease,
+    pending: Pending,
 ) {
     // Set while a commit without an fsync is not yet covered by a durable one.
     let mut undurable_since: Option<Instant> = None;
+    // After a failed quiet flush: not tried again before this.
+    let mut not_before: Option<Instant> = None;
     loop {
-        let first = match undurable_since {
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-            Some(since) => {
-                let left = LAZY_DURABILITY.saturating_sub(since.elapsed());
-                match rx.recv_timeout(left) {
-                    Ok(job) => job,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        // Quiet: make what the lazy commits hold durable now.
-                        undurable_since = match sync(db) {
-                            Ok(()) => None,
-                            Err(e) => {
-                                // Tried again a period later, not at once.
-                                tracing::warn!(error = %e, "store sync failed; retrying");
-                                Some(Instant::now())
-                            }
-                        };
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        let _ = sync(db);
-                        return;
+        let wake = [
+            undurable_since.map(|t| t + LAZY_DURABILITY),
+            pending.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| not_before.map_or(at, |nb| at.max(nb)));
+        let first = match wake {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        let first = match first {
+            Ok(job) => job,
+            Err(quiet) => {
+                // Quiet (or closing): write what is deferred, durably.
+                let mode = Mode {
+                    commit: true,
+                    flush: true,
+                    durable: true,
+                };
+                match apply_batch(db, &mut [], retention_ms, &lease, &pending, mode) {
+                    Ok(_) => (undurable_since, not_before) = (None, None),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store flush failed; retrying");
+                        not_before = Some(Instant::now() + LAZY_DURABILITY);
                     }
                 }
+                if quiet == mpsc::RecvTimeoutError::Disconnected {
+                    return;
+                }
+                continue;
             }
         };
         let mut jobs = vec![first];
@@ -178,15 +180,27 @@ pub(super) fn writer_loop(
                 Err(_) => break,
             }
         }
-        let lazy = jobs.iter().all(|j| j.op.may_wait_for_durability())
-            && undurable_since.is_none_or(|t| t.elapsed() < LAZY_DURABILITY);
-        match apply_batch(db, &mut jobs, retention_ms, &lease, lazy) {
+        let needs_fsync = jobs.iter().any(|j| !j.op.may_wait_for_durability());
+        let flush = pending.due()
+            || jobs
+                .iter()
+                .any(|j| matches!(j.op, Op::ClaimOutbox { .. } | Op::Expire { .. }));
+        let durable =
+            needs_fsync || undurable_since.is_some_and(|t| t.elapsed() >= LAZY_DURABILITY);
+        let mode = Mode {
+            commit: needs_fsync || flush,
+            flush,
+            durable,
+        };
+        match apply_batch(db, &mut jobs, retention_ms, &lease, &pending, mode) {
             Ok(results) => {
-                undurable_since = match (lazy, undurable_since) {
-                    (true, None) => Some(Instant::now()),
-                    (true, since) => since,
-                    (false, _) => None,
-                };
+                if mode.commit {
+                    undurable_since = match (durable, undurable_since) {
+                        (false, None) => Some(Instant::now()),
+                        (false, since) => since,
+                        (true, _) => None,
+                    };
+                }
                 for (job, r) in jobs.into_iter().zip(results) {
                     job.reply.send(r);
                 }
@@ -202,35 +216,44 @@ pub(super) fn writer_loop(
     }
 }
 
-/// The users' counters touched by one commit, written back once at its end.
-struct Users<'t> {
-    table: redb::Table<'t, &'static str, (u64, u64, u64)>,
-    dirty: HashMap<String, Marks>,
+/// How a group of jobs ends.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Commit (otherwise the group only moved deferred progress, see [`Pending`]).
+    commit: bool,
+    /// Write the deferred progress in this transaction.
+    flush: bool,
+    /// With an fsync.
+    durable: bool,
 }
 
-impl<'t> Users<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Users<'t>> {
-        Ok(Users {
-            table: txn.open_table(USERS).map_err(Error::backend)?,
-            dirty: HashMap::new(),
+/// The tables the frequent operations (submit, outbox clear) write, opened once per commit
+/// rather than once per job. Dropped before any other operation opens its own.
+struct Hot<'t> {
+    idem: redb::Table<'t, &'static str, &'static str>,
+    messages: redb::Table<'t, &'static str, &'static [u8]>,
+    recipients: redb::Table<'t, &'static str, &'static [u8]>,
+    purge: redb::Table<'t, (u64, &'static str), ()>,
+    outbox: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Hot<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Hot<'t>> {
+        Ok(Hot {
+            idem: txn.open_table(IDEMPOTENCY).map_err(Error::backend)?,
+            messages: txn.open_table(MESSAGES).map_err(Error::backend)?,
+            recipients: txn.open_table(RECIPIENTS).map_err(Error::backend)?,
+            purge: txn.open_table(PURGE).map_err(Error::backend)?,
+            outbox: txn.open_table(OUTBOX).map_err(Error::backend)?,
         })
     }
 
-    fn get(&mut self, user: &str) -> Result<&mut Marks> {
-        if !self.dirty.contains_key(user) {
-            let current = marks(&self.table, user)?;
-            self.dirty.insert(user.to_owned(), current);
+    /// The open tables, opening them first if needed.
+    fn get<'a>(hot: &'a mut Option<Hot<'t>>, txn: &'t WriteTransaction) -> Result<&'a mut Hot<'t>> {
+        match hot {
+            Some(h) => Ok(h),
+            None => Ok(hot.insert(Hot::open(txn)?)),
         }
-        Ok(self.dirty.get_mut(user).expect("just inserted"))
-    }
-
-    fn write(mut self) -> Result<()> {
-        for (user, m) in &self.dirty {
-            self.table
-                .insert(user.as_str(), *m)
-                .map_err(Error::backend)?;
-        }
-        Ok(())
     }
 }
 
@@ -241,10 +264,11 @@ fn apply_batch(
     jobs: &mut [Job],
     retention_ms: u64,
     lease: &HandoffLease,
-    lazy: bool,
+    pending: &Pending,
+    mode: Mode,
 ) -> Result<Vec<Result<Done>>> {
     let mut txn = db.begin_write().map_err(Error::backend)?;
-    if lazy {
+    if !mode.durable {
         // Only watermarks and outbox clears: committed without an fsync, made durable by the
         // next durable commit (within LAZY_DURABILITY). A crash before that loses them,
         // which costs a redelivery (clients drop what they have by seq) or a second dispatch
@@ -253,12 +277,27 @@ fn apply_batch(
         txn.set_durability(Durability::None)
             .map_err(Error::backend)?;
     }
-    let mut users = Users::open(&txn)?;
+    let mut users = Users::open(&txn, pending)?;
+    let mut hot: Option<Hot<'_>> = None;
+    if mode.commit {
+        let t = Hot::get(&mut hot, &txn)?;
+        for id in pending.cleared() {
+            t.outbox.remove(id.as_str()).map_err(Error::backend)?;
+        }
+    }
+    let mut cleared = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
+        if !matches!(
+            job.op,
+            Op::Submit(_) | Op::CompleteOutbox(_) | Op::Delivered { .. } | Op::Ack { .. }
+        ) {
+            hot = None; // the operation opens the tables it needs itself
+        }
         let r = match &mut job.op {
             Op::Submit(batch) => {
-                submit(&txn, &mut users, std::mem::take(batch), retention_ms, lease)
+                let t = Hot::get(&mut hot, &txn)?;
+                submit(t, &mut users, std::mem::take(batch), retention_ms, lease)
                     .map(Done::Submitted)
             }
             Op::Delivered { user, seq } => {
@@ -282,8 +321,15 @@ fn apply_batch(
             Op::ClaimOutbox { lease_ms, limit } => {
                 claim_outbox(&txn, *lease_ms, *limit).map(Done::Batches)
             }
-            Op::CompleteOutbox(ids) => complete_outbox(&txn, ids).map(|_| Done::Unit),
-            Op::Expire { now_ms } => expire(&txn, *now_ms).map(Done::Count),
+            Op::CompleteOutbox(ids) if mode.commit => {
+                let t = Hot::get(&mut hot, &txn)?;
+                complete_outbox(&mut t.outbox, ids).map(|_| Done::Unit)
+            }
+            Op::CompleteOutbox(ids) => {
+                cleared.extend(ids.drain(..).map(|id| id.0));
+                Ok(Done::Unit)
+            }
+            Op::Expire { now_ms } => expire(&txn, &mut users, *now_ms).map(Done::Count),
             Op::PutDevice(d) => devices::put(&txn, d).map(Done::Device),
             Op::DeleteDevice { token } => devices::delete(&txn, token).map(Done::Bool),
             Op::DeviceDead { token, at_ms } => {
@@ -299,25 +345,35 @@ fn apply_batch(
         }
         results.push(r);
     }
-    users.write()?;
-    txn.commit().map_err(Error::backend)?;
+    drop(hot);
+    let mut after = users.finish(mode.flush)?;
+    after.clears_written = mode.commit;
+    after.cleared = cleared;
+    if mode.commit {
+        txn.commit().map_err(Error::backend)?;
+    } else {
+        txn.abort().map_err(Error::backend)?;
+    }
+    after.apply(pending);
     Ok(results)
 }
 
 /// Stores a batch: per message its record, recipients, index entries and expiry; one outbox
 /// entry for the new ones, leased to the submitter's dispatch.
 fn submit(
-    txn: &WriteTransaction,
+    t: &mut Hot<'_>,
     users: &mut Users<'_>,
     batch: Vec<NewMessage>,
     retention_ms: u64,
     lease: &HandoffLease,
 ) -> Result<Accepted> {
-    let mut idem = txn.open_table(IDEMPOTENCY).map_err(Error::backend)?;
-    let mut messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
-    let mut recipients = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
-    let mut index = txn.open_table(INDEX).map_err(Error::backend)?;
-    let mut purge = txn.open_table(PURGE).map_err(Error::backend)?;
+    let Hot {
+        idem,
+        messages,
+        recipients,
+        purge,
+        outbox,
+    } = t;
     let now = now_ms();
     let mut results = Vec::with_capacity(batch.len());
     let mut new = Vec::new();
@@ -337,7 +393,8 @@ fn submit(
             let m = users.get(&user)?;
             m.0 += 1;
             let seq = m.0;
-            index
+            users
+                .index
                 .insert((user.as_str(), seq), id.as_str())
                 .map_err(Error::backend)?;
             list.push((user, seq));
@@ -386,8 +443,7 @@ fn submit(
         let id = BatchId::new();
         let ids: Vec<&str> = new.iter().map(|m| m.id.as_str()).collect();
         let lease_until = lease.until(now);
-        txn.open_table(OUTBOX)
-            .map_err(Error::backend)?
+        outbox
             .insert(
                 id.0.as_str(),
                 codec::encode_outbox(lease_until, &ids).as_slice(),
@@ -451,8 +507,10 @@ fn claim_outbox(txn: &WriteTransaction, lease_ms: u64, limit: usize) -> Result<V
     Ok(out)
 }
 
-fn complete_outbox(txn: &WriteTransaction, ids: &[BatchId]) -> Result<()> {
-    let mut outbox = txn.open_table(OUTBOX).map_err(Error::backend)?;
+fn complete_outbox(
+    outbox: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    ids: &[BatchId],
+) -> Result<()> {
     for id in ids {
         outbox.remove(id.0.as_str()).map_err(Error::backend)?;
     }
@@ -483,11 +541,10 @@ fn due(
 /// Purges messages whose retention is over: their record, recipients, index entries,
 /// idempotency key and mobile records. Expired messages need nothing before that: reads skip
 /// them by their record's expiry. Returns how many messages were purged.
-fn expire(txn: &WriteTransaction, now_ms: u64) -> Result<u64> {
+fn expire(txn: &WriteTransaction, users: &mut Users<'_>, now_ms: u64) -> Result<u64> {
     let due_now = due(txn, PURGE, now_ms, MAX_EXPIRED_PER_CALL)?;
     let mut messages = txn.open_table(MESSAGES).map_err(Error::backend)?;
     let mut recipients = txn.open_table(RECIPIENTS).map_err(Error::backend)?;
-    let mut index = txn.open_table(INDEX).map_err(Error::backend)?;
     let mut idem = txn.open_table(IDEMPOTENCY).map_err(Error::backend)?;
     let mut purge = txn.open_table(PURGE).map_err(Error::backend)?;
     for (at, id) in &due_now {
@@ -499,7 +556,12 @@ fn expire(txn: &WriteTransaction, now_ms: u64) -> Result<u64> {
         }
         if let Some(list) = recipients.remove(id.as_str()).map_err(Error::backend)? {
             for (user, seq) in codec::decode_recipients(id, list.value())? {
-                index.remove((user.as_str(), seq)).map_err(Error::backend)?;
+                // The row keeps the user's high once its index entries are gone.
+                users.persist(&user)?;
+                users
+                    .index
+                    .remove((user.as_str(), seq))
+                    .map_err(Error::backend)?;
             }
         }
         devices::purge_mobile(txn, id)?;

@@ -90,6 +90,63 @@ async fn survives_reopen_with_its_outbox() {
     assert_eq!(next.recipients[0].1, 2);
 }
 
+/// Acks and delivered marks are applied in memory and written later; a store that closes
+/// writes them, and until then reads see them.
+#[tokio::test]
+async fn deferred_marks_are_seen_at_once_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acked, delivered) = {
+        let store = RedbStore::open(dir.path()).unwrap();
+        let a = new(&store, msg(&["u1", "u2"], "1", None, 60)).await;
+        new(&store, msg(&["u1"], "2", None, 60)).await;
+        assert_eq!(store.ack("u1", 1).await.unwrap(), AckOutcome::Acked);
+        store.mark_delivered("u2", 1).await.unwrap();
+        // Visible before any commit wrote them.
+        let page = store.pending("u1", 0, 10).await.unwrap();
+        assert_eq!(page.items.iter().map(|p| p.seq).collect::<Vec<_>>(), [2]);
+        assert_eq!(page.high_seq, 2);
+        let states = recipient_states(&store, &a.id).await;
+        assert_eq!(states, [RecipientState::Acked, RecipientState::Delivered]);
+        drop(store);
+        (a.id, states)
+    };
+    let store = reopen(dir.path()).await;
+    assert_eq!(recipient_states(&store, &acked).await, delivered);
+    let page = store.pending("u1", 0, 10).await.unwrap();
+    assert_eq!(
+        page.items.len(),
+        1,
+        "the ack was written when the store closed"
+    );
+    assert_eq!(store.ack("u1", 1).await.unwrap(), AckOutcome::AlreadyFinal);
+}
+
+/// A user's seqs come from its last index entry; once a purge removed every entry, its row
+/// still holds the high, so seqs never go back — in the same run and after a reopen.
+#[tokio::test]
+async fn seqs_never_go_back_after_a_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = RedbStore::open(dir.path()).unwrap();
+        new(&store, msg(&["p"], "1", None, 1)).await;
+        new(&store, msg(&["p"], "2", None, 1)).await;
+        let far = now_ms() + 10 * DEFAULT_RETENTION_MS;
+        assert_eq!(store.expire(far).await.unwrap(), 2);
+        assert_eq!(store.backlog("p", 0, 10).await.unwrap().high_seq, 2);
+        let next = new(&store, msg(&["p"], "3", None, 1)).await;
+        assert_eq!(next.recipients[0].1, 3);
+        assert_eq!(store.expire(far).await.unwrap(), 1);
+    }
+    let store = reopen(dir.path()).await;
+    let next = new(&store, msg(&["p"], "4", None, 60)).await;
+    assert_eq!(next.recipients[0].1, 4);
+}
+
+async fn recipient_states(store: &RedbStore, id: &str) -> Vec<RecipientState> {
+    let status = store.status(id).await.unwrap().unwrap();
+    status.recipients.iter().map(|r| r.state).collect()
+}
+
 /// Opens the store in `dir` again once the previous one let go of it: the writer thread holds
 /// the database until its channel closes (and its last commit is durable).
 async fn reopen(dir: &std::path::Path) -> RedbStore {
