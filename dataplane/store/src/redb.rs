@@ -348,6 +348,9 @@ impl MessageStore for RedbStore {
     }
 
     async fn mark_delivered(&self, user: &str, seq: u64) -> Result<()> {
+        if self.pending.try_delivered(user, seq) {
+            return Ok(());
+        }
         self.write_unawaited(ops::Op::Delivered {
             user: user.to_owned(),
             seq,
@@ -355,6 +358,9 @@ impl MessageStore for RedbStore {
     }
 
     async fn ack(&self, user: &str, seq: u64) -> Result<AckOutcome> {
+        if let Some(outcome) = self.pending.try_ack(user, seq) {
+            return Ok(outcome);
+        }
         let op = ops::Op::Ack {
             user: user.to_owned(),
             seq,

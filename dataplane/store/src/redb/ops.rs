@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::codec::{self, Meta};
 #[cfg(doc)]
 use super::users::FLUSH_EVERY;
-use super::users::{Pending, Users};
+use super::users::{self, Pending, Users};
 use super::{IDEMPOTENCY, MESSAGES, OUTBOX, PURGE, RECIPIENTS, Record, devices, load_batch};
 use crate::outbox::HandoffLease;
 use crate::{
@@ -301,23 +301,10 @@ fn apply_batch(
                     .map(Done::Submitted)
             }
             Op::Delivered { user, seq } => {
-                let m = users.get(user)?;
-                m.2 = m.2.max((*seq).min(m.0));
+                users::delivered(users.get(user)?, *seq);
                 Ok(Done::Unit)
             }
-            Op::Ack { user, seq } => {
-                let m = users.get(user)?;
-                // Never past what was handed out: an ack of a seq the user does not have yet
-                // must not swallow the message that will get it.
-                let seq = (*seq).min(m.0);
-                Ok(Done::Ack(if seq > m.1 {
-                    m.1 = seq;
-                    m.2 = m.2.max(seq);
-                    AckOutcome::Acked
-                } else {
-                    AckOutcome::AlreadyFinal
-                }))
-            }
+            Op::Ack { user, seq } => Ok(Done::Ack(users::ack(users.get(user)?, *seq))),
             Op::ClaimOutbox { lease_ms, limit } => {
                 claim_outbox(&txn, *lease_ms, *limit).map(Done::Batches)
             }

@@ -16,6 +16,7 @@
 //! again (clients drop them by seq) or dispatched again (push nodes drop them by seq, mobile
 //! claims stop a second notification), never a message.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::{INDEX, Marks, USERS};
-use crate::{Error, Result};
+use crate::{AckOutcome, Error, Result};
 
 /// Longest applied progress waits before it is written.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -103,6 +104,22 @@ impl Pending {
         .collect()
     }
 
+    /// Applies an ack without the writer when the user's counters are in memory (exact: the
+    /// writer updates them after every transaction, before it answers a submit, so a client
+    /// cannot ack a seq the memory does not know yet). `None`: the writer must load them.
+    pub(super) fn try_ack(&self, user: &str, seq: u64) -> Option<AckOutcome> {
+        self.lock().marks.get_mut(user).map(|m| ack(m, seq))
+    }
+
+    /// [`Pending::try_ack`] for a delivered mark.
+    pub(super) fn try_delivered(&self, user: &str, seq: u64) -> bool {
+        self.lock()
+            .marks
+            .get_mut(user)
+            .map(|m| delivered(m, seq))
+            .is_some()
+    }
+
     /// Whether outbox entry `id` was dispatched (its removal deferred).
     pub(super) fn is_cleared(&self, id: &str) -> bool {
         self.lock().cleared.contains(id)
@@ -112,6 +129,24 @@ impl Pending {
     pub(super) fn cleared(&self) -> Vec<String> {
         self.lock().cleared.iter().cloned().collect()
     }
+}
+
+/// Moves the acked (and delivered) mark to `seq`, never past what was handed out: an ack of a
+/// seq the user does not have yet must not swallow the message that will get it.
+pub(super) fn ack(m: &mut Marks, seq: u64) -> AckOutcome {
+    let seq = seq.min(m.0);
+    if seq > m.1 {
+        m.1 = seq;
+        m.2 = m.2.max(seq);
+        AckOutcome::Acked
+    } else {
+        AckOutcome::AlreadyFinal
+    }
+}
+
+/// Moves the delivered mark to `seq` (never past what was handed out).
+pub(super) fn delivered(m: &mut Marks, seq: u64) {
+    m.2 = m.2.max(seq.min(m.0));
 }
 
 fn max_marks(a: Marks, b: Marks) -> Marks {
@@ -207,34 +242,38 @@ impl<'t> Users<'t> {
             clears_written: false,
             cleared: Vec::new(),
         };
-        if flush {
-            let deferred: Vec<(String, Marks)> = {
-                let d = self.pending.lock();
-                d.marks
-                    .iter()
-                    .filter(|(u, _)| !self.entries.contains_key(u.as_str()))
-                    .map(|(u, m)| (u.clone(), *m))
-                    .collect()
-            };
-            for (user, m) in &deferred {
-                self.table
-                    .insert(user.as_str(), *m)
-                    .map_err(Error::backend)?;
+        // Computed under the lock, written without it (acks take it meanwhile).
+        let mut rows = Vec::new();
+        {
+            let pending = self.pending.lock();
+            if flush {
+                for (user, m) in &pending.marks {
+                    if !self.entries.contains_key(user) {
+                        rows.push((user.clone(), *m));
+                        after.marks.push((user.clone(), *m));
+                    }
+                }
+            }
+            for (user, e) in self.entries.drain() {
+                let moved = (e.marks.1, e.marks.2) != (e.loaded.1, e.loaded.2);
+                // Acked meanwhile without the writer (see `Pending::try_ack`)?
+                let current = pending.marks.get(&user).copied();
+                let deferred = moved || current.is_some();
+                let marks = current.map_or(e.marks, |c| max_marks(c, e.marks));
+                if e.persist || (flush && deferred) {
+                    rows.push((user.clone(), marks));
+                }
+                if deferred {
+                    // Deferred (or deferred already: its high must stay exact); with `flush`,
+                    // what was written.
+                    after.marks.push((user, marks));
+                }
             }
         }
-        let pending = self.pending.lock();
-        for (user, e) in self.entries.drain() {
-            let moved = (e.marks.1, e.marks.2) != (e.loaded.1, e.loaded.2);
-            let deferred = moved || pending.marks.contains_key(&user);
-            if e.persist || (flush && deferred) {
-                self.table
-                    .insert(user.as_str(), e.marks)
-                    .map_err(Error::backend)?;
-            }
-            if !flush && deferred {
-                // Deferred (or deferred already: its high must stay exact).
-                after.marks.push((user, e.marks));
-            }
+        for (user, m) in rows {
+            self.table
+                .insert(user.as_str(), m)
+                .map_err(Error::backend)?;
         }
         Ok(after)
     }
@@ -260,15 +299,97 @@ impl AfterCommit {
         }
         d.cleared.extend(self.cleared);
         if self.flushed {
-            d.marks.clear();
+            // Gone from memory unless acked again while it was written.
+            for (user, written) in self.marks {
+                if let Slot::Occupied(mut e) = d.marks.entry(user) {
+                    if *e.get() == written {
+                        e.remove();
+                    } else {
+                        *e.get_mut() = max_marks(*e.get(), written);
+                    }
+                }
+            }
             d.flushes += 1;
         } else {
-            d.marks.extend(self.marks);
+            for (user, m) in self.marks {
+                d.marks
+                    .entry(user)
+                    .and_modify(|v| *v = max_marks(*v, m))
+                    .or_insert(m);
+            }
         }
         if d.marks.is_empty() && d.cleared.is_empty() {
             d.since = None;
         } else {
             d.since.get_or_insert_with(Instant::now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deferred(pending: &Pending, user: &str, m: Marks) {
+        let mut d = pending.lock();
+        d.marks.insert(user.to_owned(), m);
+        d.since = Some(Instant::now());
+    }
+
+    fn flushed(marks: Vec<(String, Marks)>) -> AfterCommit {
+        AfterCommit {
+            flushed: true,
+            marks,
+            clears_written: true,
+            cleared: Vec::new(),
+        }
+    }
+
+    /// A flush forgets what it wrote, but not an ack taken in memory while it wrote.
+    #[test]
+    fn a_flush_keeps_what_moved_while_it_wrote() {
+        let pending = Pending::default();
+        deferred(&pending, "a", (5, 2, 2));
+        deferred(&pending, "b", (5, 3, 3));
+        let written = vec![("a".to_owned(), (5, 2, 2)), ("b".to_owned(), (7, 3, 3))];
+        // Between the rows' write and the commit's end:
+        assert_eq!(pending.try_ack("b", 4), Some(AckOutcome::Acked));
+        let generation = pending.generation();
+        flushed(written).apply(&pending);
+        assert_ne!(pending.generation(), generation, "readers must read again");
+        assert_eq!(pending.merge("a", (5, 2, 2)), (5, 2, 2));
+        assert!(
+            pending.try_ack("a", 3).is_none(),
+            "a was written: back to the file"
+        );
+        // b keeps its newer ack and the high the transaction handed out.
+        assert_eq!(pending.merge("b", (0, 0, 0)), (7, 4, 4));
+        assert!(pending.deadline().is_some());
+    }
+
+    /// Acks stop at the highest seq handed out; a transaction's result merges by maximum.
+    #[test]
+    fn acks_in_memory_stop_at_the_high_and_merge_by_maximum() {
+        let pending = Pending::default();
+        assert!(
+            pending.try_ack("u", 1).is_none(),
+            "not in memory: the writer loads it"
+        );
+        deferred(&pending, "u", (3, 1, 1));
+        assert_eq!(pending.try_ack("u", 9), Some(AckOutcome::Acked));
+        assert_eq!(pending.try_ack("u", 2), Some(AckOutcome::AlreadyFinal));
+        assert_eq!(pending.merge("u", (0, 0, 0)), (3, 3, 3));
+        // A transaction that loaded u before that ack and handed out seq 4.
+        AfterCommit {
+            flushed: false,
+            marks: vec![("u".to_owned(), (4, 1, 1))],
+            clears_written: false,
+            cleared: vec!["batch".to_owned()],
+        }
+        .apply(&pending);
+        assert_eq!(pending.merge("u", (0, 0, 0)), (4, 3, 3));
+        assert!(pending.is_cleared("batch"));
+        assert!(pending.try_delivered("u", 9));
+        assert_eq!(pending.merge("u", (0, 0, 0)), (4, 3, 4));
     }
 }
