@@ -6,15 +6,17 @@
 //! `USERS` table alone. The row is written when a purge removes index entries (so a user's seqs
 //! never go back) and for acked/delivered marks.
 //!
-//! Acks, delivered marks and outbox clears only record progress that can be repeated, so they
-//! need not be written at once: the writer applies them to [`Deferred`] (which readers merge
-//! with what they read from the file, so an ack is visible as soon as it is answered). Outbox
-//! clears are written by the next commit (their entries are the newest of the table, on pages
-//! that commit writes anyway); the marks in one go at most [`FLUSH_EVERY`] later, in whatever
-//! commit comes next or in one of their own, so commits of submits do not rewrite the users'
-//! rows. A crash loses at most that much progress: some messages are delivered
-//! again (clients drop them by seq) or dispatched again (push nodes drop them by seq, mobile
-//! claims stop a second notification), never a message.
+//! Memory ([`Deferred`]) keeps the exact counters of the users seen lately: the writer updates
+//! them after every transaction, before it answers a submit. Acks, delivered marks and outbox
+//! clears only record progress that can be repeated, so they need not be written at once: an
+//! ack of a user in memory is applied there by the caller, without the writer; readers merge
+//! memory with what they read from the file, so an ack is visible as soon as it is answered.
+//! Outbox clears are written by the next commit (their entries are the newest of the table, on
+//! pages that commit writes anyway); moved marks in one go at most [`FLUSH_EVERY`] later, in
+//! whatever commit comes next or in one of their own, so commits of submits do not rewrite the
+//! users' rows. A crash loses at most that much progress: some messages are delivered again
+//! (clients drop them by seq) or dispatched again (push nodes drop them by seq, mobile claims
+//! stop a second notification), never a message.
 
 use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, HashSet};
@@ -28,21 +30,66 @@ use crate::{AckOutcome, Error, Result};
 
 /// Longest applied progress waits before it is written.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// Most users (and outbox clears) deferred before they are written anyway: bounds the memory.
-const MAX_DEFERRED: usize = 65_536;
+/// Most users memory keeps before it forgets those with nothing unwritten, and most moved
+/// users or outbox clears before they are written anyway: bounds the memory.
+const MAX_KEPT: usize = 65_536;
 
-/// Progress applied but not yet in the file.
+/// A user's counters in memory.
+#[derive(Clone, Copy)]
+struct Counters {
+    marks: Marks,
+    /// The acked or delivered mark is ahead of the file.
+    dirty: bool,
+}
+
+/// What memory holds: counters, and progress not yet in the file.
 #[derive(Default)]
 pub(super) struct Deferred {
-    /// Users whose acked or delivered mark moved since the last flush: their counters as of
-    /// the writer's last transaction (exact, unlike the file's).
-    marks: HashMap<String, Marks>,
+    users: HashMap<String, Counters>,
+    /// How many of `users` are dirty.
+    dirty: usize,
     /// Outbox entries dispatched but still in the `OUTBOX` table.
     cleared: HashSet<String>,
-    /// When the oldest of them was applied.
+    /// Since when something is unwritten.
     since: Option<Instant>,
-    /// Flushes of marks so far: a reader whose read overlapped one reads again.
-    flushes: u64,
+    /// Times memory forgot users: a reader whose read overlapped one reads again.
+    forgets: u64,
+}
+
+impl Deferred {
+    /// Sets a user's counters and whether they are ahead of the file.
+    fn set(&mut self, user: String, marks: Marks, dirty: bool) {
+        match self.users.entry(user) {
+            Slot::Occupied(mut e) => {
+                let c = e.get_mut();
+                match (c.dirty, dirty) {
+                    (false, true) => self.dirty += 1,
+                    (true, false) => self.dirty -= 1,
+                    _ => {}
+                }
+                *c = Counters { marks, dirty };
+            }
+            Slot::Vacant(e) => {
+                self.dirty += usize::from(dirty);
+                e.insert(Counters { marks, dirty });
+            }
+        }
+    }
+
+    /// Applies `f` to a kept user's counters (`None`: not kept).
+    fn update<T>(&mut self, user: &str, f: impl FnOnce(&mut Marks) -> T) -> Option<T> {
+        let c = self.users.get_mut(user)?;
+        let before = c.marks;
+        let out = f(&mut c.marks);
+        if c.marks != before {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty += 1;
+            }
+            self.since.get_or_insert_with(Instant::now);
+        }
+        Some(out)
+    }
 }
 
 /// [`Deferred`], shared by the writer and the readers.
@@ -63,18 +110,17 @@ impl Pending {
     pub(super) fn due(&self) -> bool {
         let d = self.lock();
         d.since.is_some_and(|t| t.elapsed() >= FLUSH_EVERY)
-            || d.marks.len() >= MAX_DEFERRED
-            || d.cleared.len() >= MAX_DEFERRED
+            || d.dirty >= MAX_KEPT
+            || d.cleared.len() >= MAX_KEPT
     }
 
-    /// The flush count, read before a read transaction starts.
     fn generation(&self) -> u64 {
-        self.lock().flushes
+        self.lock().forgets
     }
 
-    /// Runs `read` (which reads the file and then merges with [`Pending::merge`]) until no
-    /// flush happened meanwhile: a read transaction that began before a flush, merged with
-    /// what is deferred after it, would miss the flushed progress.
+    /// Runs `read` (which reads the file and then merges with [`Pending::merge`]) until memory
+    /// forgot nobody meanwhile: a read transaction that began before a write of the marks,
+    /// merged with a memory that forgot them after it, would miss them.
     pub(super) fn consistent<T>(&self, mut read: impl FnMut() -> Result<T>) -> Result<T> {
         for _ in 0..8 {
             let before = self.generation();
@@ -86,10 +132,10 @@ impl Pending {
         read()
     }
 
-    /// `row` (a user's counters as read from the file) with what is deferred for `user`.
+    /// `row` (a user's counters as read from the file) with what memory has for `user`.
     pub(super) fn merge(&self, user: &str, row: Marks) -> Marks {
-        match self.lock().marks.get(user) {
-            Some(d) => max_marks(row, *d),
+        match self.lock().users.get(user) {
+            Some(c) => max_marks(row, c.marks),
             None => row,
         }
     }
@@ -97,27 +143,22 @@ impl Pending {
     /// Every user of `list` merged at once (one lock).
     pub(super) fn merge_all<'a>(&self, list: impl Iterator<Item = (&'a str, Marks)>) -> Vec<Marks> {
         let d = self.lock();
-        list.map(|(u, row)| match d.marks.get(u) {
-            Some(m) => max_marks(row, *m),
+        list.map(|(u, row)| match d.users.get(u) {
+            Some(c) => max_marks(row, c.marks),
             None => row,
         })
         .collect()
     }
 
-    /// Applies an ack without the writer when the user's counters are in memory (exact: the
-    /// writer updates them after every transaction, before it answers a submit, so a client
-    /// cannot ack a seq the memory does not know yet). `None`: the writer must load them.
+    /// Applies an ack without the writer when the user's counters are in memory (exact, so a
+    /// client cannot ack a seq memory does not know yet). `None`: the writer must load them.
     pub(super) fn try_ack(&self, user: &str, seq: u64) -> Option<AckOutcome> {
-        self.lock().marks.get_mut(user).map(|m| ack(m, seq))
+        self.lock().update(user, |m| ack(m, seq))
     }
 
     /// [`Pending::try_ack`] for a delivered mark.
     pub(super) fn try_delivered(&self, user: &str, seq: u64) -> bool {
-        self.lock()
-            .marks
-            .get_mut(user)
-            .map(|m| delivered(m, seq))
-            .is_some()
+        self.lock().update(user, |m| delivered(m, seq)).is_some()
     }
 
     /// Whether outbox entry `id` was dispatched (its removal deferred).
@@ -151,6 +192,11 @@ pub(super) fn delivered(m: &mut Marks, seq: u64) {
 
 fn max_marks(a: Marks, b: Marks) -> Marks {
     (a.0.max(b.0), a.1.max(b.1), a.2.max(b.2))
+}
+
+/// Whether `a` and `b` have the same acked and delivered marks (what a row write records).
+fn same_marks(a: Marks, b: Marks) -> bool {
+    (a.1, a.2) == (b.1, b.2)
 }
 
 /// A user's highest seq in the index (0 without entries).
@@ -207,8 +253,8 @@ impl<'t> Users<'t> {
     /// The user's counters, for this transaction to change.
     pub(super) fn get(&mut self, user: &str) -> Result<&mut Marks> {
         if !self.entries.contains_key(user) {
-            let deferred = self.pending.lock().marks.get(user).copied();
-            let current = match deferred {
+            let kept = self.pending.lock().users.get(user).map(|c| c.marks);
+            let current = match kept {
                 Some(m) => m,
                 None => read_marks(&self.table, &self.index, user)?,
             };
@@ -231,14 +277,12 @@ impl<'t> Users<'t> {
         Ok(())
     }
 
-    /// Ends the transaction's use of the counters. With `flush`, every moved mark (this
-    /// transaction's and the deferred ones) is written now; without, moved marks are
-    /// deferred. Returns what to do once the transaction committed (or, without `flush`,
-    /// ended without a commit).
+    /// Ends the transaction's use of the counters. With `flush`, every mark ahead of the file
+    /// (this transaction's and memory's) is written now; without, moved marks stay in memory.
+    /// Returns what to do once the transaction committed (or ended without a commit).
     pub(super) fn finish(mut self, flush: bool) -> Result<AfterCommit> {
         let mut after = AfterCommit {
-            flushed: flush,
-            marks: Vec::new(),
+            updates: Vec::with_capacity(self.entries.len()),
             clears_written: false,
             cleared: Vec::new(),
         };
@@ -246,28 +290,34 @@ impl<'t> Users<'t> {
         let mut rows = Vec::new();
         {
             let pending = self.pending.lock();
-            if flush {
-                for (user, m) in &pending.marks {
-                    if !self.entries.contains_key(user) {
-                        rows.push((user.clone(), *m));
-                        after.marks.push((user.clone(), *m));
+            if flush && pending.dirty > 0 {
+                for (user, c) in &pending.users {
+                    if c.dirty && !self.entries.contains_key(user) {
+                        rows.push((user.clone(), c.marks));
+                        after.updates.push(Update {
+                            user: user.clone(),
+                            marks: c.marks,
+                            moved: false,
+                            written: true,
+                        });
                     }
                 }
             }
             for (user, e) in self.entries.drain() {
-                let moved = (e.marks.1, e.marks.2) != (e.loaded.1, e.loaded.2);
+                let moved = !same_marks(e.marks, e.loaded);
                 // Acked meanwhile without the writer (see `Pending::try_ack`)?
-                let current = pending.marks.get(&user).copied();
-                let deferred = moved || current.is_some();
-                let marks = current.map_or(e.marks, |c| max_marks(c, e.marks));
-                if e.persist || (flush && deferred) {
+                let kept = pending.users.get(&user);
+                let marks = kept.map_or(e.marks, |c| max_marks(c.marks, e.marks));
+                let written = e.persist || (flush && (moved || kept.is_some_and(|c| c.dirty)));
+                if written {
                     rows.push((user.clone(), marks));
                 }
-                if deferred {
-                    // Deferred (or deferred already: its high must stay exact); with `flush`,
-                    // what was written.
-                    after.marks.push((user, marks));
-                }
+                after.updates.push(Update {
+                    user,
+                    marks,
+                    moved,
+                    written,
+                });
             }
         }
         for (user, m) in rows {
@@ -279,10 +329,19 @@ impl<'t> Users<'t> {
     }
 }
 
-/// What a transaction leaves to [`Pending`] once it has ended well.
+/// One user's counters after a transaction.
+struct Update {
+    user: String,
+    marks: Marks,
+    /// The transaction moved its acked or delivered mark.
+    moved: bool,
+    /// The transaction wrote its row with `marks`.
+    written: bool,
+}
+
+/// What a transaction leaves to memory once it has ended well.
 pub(super) struct AfterCommit {
-    flushed: bool,
-    marks: Vec<(String, Marks)>,
+    updates: Vec<Update>,
     /// The transaction committed and removed every deferred outbox clear.
     pub clears_written: bool,
     /// Outbox clears this transaction deferred (it did not commit).
@@ -298,28 +357,33 @@ impl AfterCommit {
             d.cleared.clear();
         }
         d.cleared.extend(self.cleared);
-        if self.flushed {
-            // Gone from memory unless acked again while it was written.
-            for (user, written) in self.marks {
-                if let Slot::Occupied(mut e) = d.marks.entry(user) {
-                    if *e.get() == written {
-                        e.remove();
+        let mut wrote = false;
+        for u in self.updates {
+            wrote |= u.written;
+            let (marks, dirty) = match d.users.get(&u.user) {
+                // Memory may have moved on (an ack) while this transaction ran.
+                Some(c) => {
+                    let marks = max_marks(c.marks, u.marks);
+                    let dirty = if u.written {
+                        !same_marks(marks, u.marks)
                     } else {
-                        *e.get_mut() = max_marks(*e.get(), written);
-                    }
+                        c.dirty || u.moved
+                    };
+                    (marks, dirty)
                 }
-            }
-            d.flushes += 1;
-        } else {
-            for (user, m) in self.marks {
-                d.marks
-                    .entry(user)
-                    .and_modify(|v| *v = max_marks(*v, m))
-                    .or_insert(m);
-            }
+                None => (u.marks, u.moved && !u.written),
+            };
+            d.set(u.user, marks, dirty);
         }
-        if d.marks.is_empty() && d.cleared.is_empty() {
+        if d.users.len() > MAX_KEPT {
+            // Forget those with nothing unwritten: the file has their marks.
+            d.users.retain(|_, c| c.dirty);
+            d.forgets += 1;
+        }
+        if d.dirty == 0 && d.cleared.is_empty() {
             d.since = None;
+        } else if wrote {
+            d.since = Some(Instant::now());
         } else {
             d.since.get_or_insert_with(Instant::now);
         }
@@ -330,41 +394,58 @@ impl AfterCommit {
 mod tests {
     use super::*;
 
-    fn deferred(pending: &Pending, user: &str, m: Marks) {
+    fn kept(pending: &Pending, user: &str, marks: Marks, dirty: bool) {
         let mut d = pending.lock();
-        d.marks.insert(user.to_owned(), m);
+        d.set(user.to_owned(), marks, dirty);
         d.since = Some(Instant::now());
     }
 
-    fn flushed(marks: Vec<(String, Marks)>) -> AfterCommit {
-        AfterCommit {
-            flushed: true,
+    fn update(user: &str, marks: Marks, moved: bool, written: bool) -> Update {
+        Update {
+            user: user.to_owned(),
             marks,
+            moved,
+            written,
+        }
+    }
+
+    fn after(updates: Vec<Update>) -> AfterCommit {
+        AfterCommit {
+            updates,
             clears_written: true,
             cleared: Vec::new(),
         }
     }
 
-    /// A flush forgets what it wrote, but not an ack taken in memory while it wrote.
+    fn dirty(pending: &Pending, user: &str) -> Option<bool> {
+        pending.lock().users.get(user).map(|c| c.dirty)
+    }
+
+    /// A write of the marks leaves memory's counters in place, clean, but not an ack taken
+    /// while it wrote.
     #[test]
     fn a_flush_keeps_what_moved_while_it_wrote() {
         let pending = Pending::default();
-        deferred(&pending, "a", (5, 2, 2));
-        deferred(&pending, "b", (5, 3, 3));
-        let written = vec![("a".to_owned(), (5, 2, 2)), ("b".to_owned(), (7, 3, 3))];
+        kept(&pending, "a", (5, 2, 2), true);
+        kept(&pending, "b", (5, 3, 3), true);
+        let written = vec![
+            update("a", (5, 2, 2), false, true),
+            update("b", (7, 3, 3), false, true),
+        ];
         // Between the rows' write and the commit's end:
         assert_eq!(pending.try_ack("b", 4), Some(AckOutcome::Acked));
-        let generation = pending.generation();
-        flushed(written).apply(&pending);
-        assert_ne!(pending.generation(), generation, "readers must read again");
-        assert_eq!(pending.merge("a", (5, 2, 2)), (5, 2, 2));
-        assert!(
-            pending.try_ack("a", 3).is_none(),
-            "a was written: back to the file"
-        );
+        after(written).apply(&pending);
+        assert_eq!(dirty(&pending, "a"), Some(false), "a was written");
+        assert_eq!(pending.merge("a", (0, 0, 0)), (5, 2, 2));
         // b keeps its newer ack and the high the transaction handed out.
+        assert_eq!(dirty(&pending, "b"), Some(true));
         assert_eq!(pending.merge("b", (0, 0, 0)), (7, 4, 4));
+        assert_eq!(pending.lock().dirty, 1);
         assert!(pending.deadline().is_some());
+        // Clean users still take acks in memory.
+        assert_eq!(pending.try_ack("a", 5), Some(AckOutcome::Acked));
+        assert_eq!(dirty(&pending, "a"), Some(true));
+        assert_eq!(pending.lock().dirty, 2);
     }
 
     /// Acks stop at the highest seq handed out; a transaction's result merges by maximum.
@@ -375,21 +456,27 @@ mod tests {
             pending.try_ack("u", 1).is_none(),
             "not in memory: the writer loads it"
         );
-        deferred(&pending, "u", (3, 1, 1));
+        kept(&pending, "u", (3, 1, 1), false);
         assert_eq!(pending.try_ack("u", 9), Some(AckOutcome::Acked));
         assert_eq!(pending.try_ack("u", 2), Some(AckOutcome::AlreadyFinal));
         assert_eq!(pending.merge("u", (0, 0, 0)), (3, 3, 3));
-        // A transaction that loaded u before that ack and handed out seq 4.
+        // A transaction that loaded u before that ack and handed out seq 4; and a new user.
         AfterCommit {
-            flushed: false,
-            marks: vec![("u".to_owned(), (4, 1, 1))],
+            updates: vec![
+                update("u", (4, 1, 1), false, false),
+                update("n", (1, 0, 0), false, false),
+            ],
             clears_written: false,
             cleared: vec!["batch".to_owned()],
         }
         .apply(&pending);
         assert_eq!(pending.merge("u", (0, 0, 0)), (4, 3, 3));
+        assert_eq!(dirty(&pending, "u"), Some(true));
+        assert_eq!(dirty(&pending, "n"), Some(false), "kept, nothing to write");
         assert!(pending.is_cleared("batch"));
         assert!(pending.try_delivered("u", 9));
         assert_eq!(pending.merge("u", (0, 0, 0)), (4, 3, 4));
+        assert_eq!(pending.try_ack("n", 1), Some(AckOutcome::Acked));
+        assert_eq!(pending.lock().dirty, 2);
     }
 }
