@@ -171,6 +171,12 @@ impl Fleet {
     /// Makes every device close its connection and connect again (kube-proxy spreads the new
     /// connections over the push pods there are now).
     pub fn reconnect_all(&self) {
+        // Forget the current connections first, so that `wait_connected` waits for the new
+        // ones: a device still on its old connection right after the request would count as
+        // connected, and one between its close and its next welcome as on no pod at all.
+        for d in &mut self.ledger.lock().expect("ledger").devices {
+            d.node = None;
+        }
         self.reconnect.send_modify(|n| *n += 1);
     }
 
