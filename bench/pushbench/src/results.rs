@@ -104,6 +104,8 @@ pub struct PhaseResult {
     pub gen_cpu_us_per_msg: f64,
     pub gen_cpu_us_per_delivery: f64,
     pub mongo_commands: BTreeMap<String, u64>,
+    /// The same by command and collection (`"insert msgs"`; pushd that labels them).
+    pub mongo_commands_by_collection: BTreeMap<String, u64>,
     pub mongo_commands_per_msg: Option<f64>,
     /// Commands FerretDB received during the phase (any pushd version; the driver's
     /// monitoring heartbeats included), by name and per accepted message.

@@ -65,7 +65,7 @@ const SEQ_CACHE_USERS: usize = 1 << 20;
 const PARALLEL_READS: usize = 32;
 
 /// Called with the name of every command the driver sends.
-pub type CommandCounter = Arc<dyn Fn(&str) + Send + Sync>;
+pub type CommandCounter = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Which server answers: what it can be asked in one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,9 @@ impl MongoStore {
             use mongodb::event::command::CommandEvent;
             opts.command_event_handler = Some(EventHandler::callback(move |e: CommandEvent| {
                 if let CommandEvent::Started(s) = e {
-                    count(&s.command_name);
+                    // `{insert: "msgs", …}`: the collection is the command's own field.
+                    let collection = s.command.get_str(&s.command_name).unwrap_or("");
+                    count(&s.command_name, collection);
                 }
             }));
         }

@@ -270,6 +270,8 @@ impl<'a> Bench<'a> {
         let gen_cpu_s = after.gen_cpu.saturating_sub(before.gen_cpu) as f64 / 1e6;
         let per = |cpu_s: f64, n: u64| cpu_s * 1e6 / n.max(1) as f64;
         let mongo_commands = after.scrape.commands_since(&before.scrape);
+        let mongo_commands_by_collection =
+            after.scrape.commands_by_collection_since(&before.scrape);
         let mongo_total: u64 = mongo_commands.values().sum();
         let store_commands = after.scrape.store_commands_since(&before.scrape);
         let store_total: u64 = store_commands.values().sum();
@@ -318,6 +320,7 @@ impl<'a> Bench<'a> {
             mongo_commands_per_msg: (!mongo_commands.is_empty())
                 .then(|| mongo_total as f64 / accepted.max(1) as f64),
             mongo_commands,
+            mongo_commands_by_collection,
             store_commands_per_msg: (!store_commands.is_empty())
                 .then(|| store_total as f64 / accepted.max(1) as f64),
             store_commands,

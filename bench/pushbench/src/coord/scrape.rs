@@ -14,6 +14,8 @@ use crate::wire::http::HttpClient;
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
     pub mongo_commands: BTreeMap<String, f64>,
+    /// The same by command and collection: `"insert msgs"`.
+    pub mongo_by_collection: BTreeMap<String, f64>,
     /// Commands FerretDB received, by name.
     pub store_commands: BTreeMap<String, f64>,
     /// Stage → (sum of seconds, count).
@@ -55,6 +57,9 @@ impl Scrape {
                 "pushd_mongo_commands_total" => {
                     if let Some(cmd) = label(labels, "command") {
                         *self.mongo_commands.entry(cmd.to_owned()).or_default() += value;
+                        let collection = label(labels, "collection").unwrap_or("");
+                        let key = format!("{cmd} {collection}").trim_end().to_owned();
+                        *self.mongo_by_collection.entry(key).or_default() += value;
                     }
                 }
                 "ferretdb_client_requests_total" => {
@@ -80,6 +85,11 @@ impl Scrape {
     /// Commands pushd sent since `before`, by name (only those that moved).
     pub fn commands_since(&self, before: &Scrape) -> BTreeMap<String, u64> {
         deltas(&self.mongo_commands, &before.mongo_commands)
+    }
+
+    /// Commands pushd sent since `before`, by name and collection (`"insert msgs"`).
+    pub fn commands_by_collection_since(&self, before: &Scrape) -> BTreeMap<String, u64> {
+        deltas(&self.mongo_by_collection, &before.mongo_by_collection)
     }
 
     /// Commands FerretDB received since `before`, by name (only those that moved).

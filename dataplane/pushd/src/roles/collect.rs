@@ -116,22 +116,25 @@ pub async fn run(args: CollectArgs, stop: impl Future<Output = ()>) -> anyhow::R
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
     command: String,
+    /// Empty for commands on no collection (`hello`, `ping`).
+    collection: String,
 }
 
-/// Registers `pushd_mongo_commands_total{command}` (every command this process's store sends,
+/// Registers `pushd_mongo_commands_total{command,collection}` (every command this process's store sends,
 /// from the driver's command events: benchmarks report commands per message) and returns
 /// the store's hook that counts them.
 pub(crate) fn mongo_commands(registry: &mut Registry) -> CommandCounter {
     let family = Family::<CommandLabels, Counter>::default();
     registry.sub_registry_with_prefix("pushd_mongo").register(
         "commands",
-        "MongoDB commands sent, by command name",
+        "MongoDB commands sent, by command name and collection",
         family.clone(),
     );
-    Arc::new(move |name: &str| {
+    Arc::new(move |name: &str, collection: &str| {
         family
             .get_or_create(&CommandLabels {
                 command: name.to_owned(),
+                collection: collection.to_owned(),
             })
             .inc();
     })

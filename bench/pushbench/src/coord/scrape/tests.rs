@@ -11,10 +11,14 @@ fn sums_commands_and_stages() {
          pushd_stage_seconds_bucket{stage=\"store\",le=\"0.1\"} 1\n",
     );
     s.add("pushd_mongo_commands_total{command=\"insert\"} 4\n");
-    assert_eq!(s.mongo_commands["insert"], 7.0);
+    s.add("pushd_mongo_commands_total{command=\"insert\",collection=\"msgs\"} 2\n");
+    assert_eq!(s.mongo_commands["insert"], 9.0);
+    assert_eq!(s.mongo_by_collection["insert"], 7.0);
+    assert_eq!(s.mongo_by_collection["insert msgs"], 2.0);
     assert_eq!(s.stages["store"], (0.5, 2.0));
     let before = Scrape::default();
-    assert_eq!(s.commands_since(&before)["insert"], 7);
+    assert_eq!(s.commands_since(&before)["insert"], 9);
+    assert_eq!(s.commands_by_collection_since(&before)["insert msgs"], 2);
     let st = &s.stages_since(&before)["store"];
     assert_eq!((st.count, st.mean_ms), (2, 250.0));
 }
