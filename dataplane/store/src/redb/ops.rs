@@ -181,10 +181,9 @@ pub(super) fn writer_loop(
             }
         }
         let needs_fsync = jobs.iter().any(|j| !j.op.may_wait_for_durability());
-        let flush = pending.due()
-            || jobs
-                .iter()
-                .any(|j| matches!(j.op, Op::ClaimOutbox { .. } | Op::Expire { .. }));
+        // A sweep writes the marks too (it writes rows anyway). Claims need nothing written:
+        // every commit removes the deferred outbox clears first.
+        let flush = pending.due() || jobs.iter().any(|j| matches!(j.op, Op::Expire { .. }));
         let durable =
             needs_fsync || undurable_since.is_some_and(|t| t.elapsed() >= LAZY_DURABILITY);
         let mode = Mode {
@@ -333,9 +332,7 @@ fn apply_batch(
         results.push(r);
     }
     drop(hot);
-    let mut after = users.finish(mode.flush)?;
-    after.clears_written = mode.commit;
-    after.cleared = cleared;
+    let after = users.finish(mode.flush, mode.commit, cleared)?;
     if mode.commit {
         txn.commit().map_err(Error::backend)?;
     } else {

@@ -76,6 +76,13 @@ impl Deferred {
         }
     }
 
+    /// `row` (a user's counters as read from the file) with what memory has for `user`.
+    fn merged(&self, user: &str, row: Marks) -> Marks {
+        self.users
+            .get(user)
+            .map_or(row, |c| max_marks(row, c.marks))
+    }
+
     /// Applies `f` to a kept user's counters (`None`: not kept).
     fn update<T>(&mut self, user: &str, f: impl FnOnce(&mut Marks) -> T) -> Option<T> {
         let c = self.users.get_mut(user)?;
@@ -134,20 +141,13 @@ impl Pending {
 
     /// `row` (a user's counters as read from the file) with what memory has for `user`.
     pub(super) fn merge(&self, user: &str, row: Marks) -> Marks {
-        match self.lock().users.get(user) {
-            Some(c) => max_marks(row, c.marks),
-            None => row,
-        }
+        self.lock().merged(user, row)
     }
 
     /// Every user of `list` merged at once (one lock).
     pub(super) fn merge_all<'a>(&self, list: impl Iterator<Item = (&'a str, Marks)>) -> Vec<Marks> {
         let d = self.lock();
-        list.map(|(u, row)| match d.users.get(u) {
-            Some(c) => max_marks(row, c.marks),
-            None => row,
-        })
-        .collect()
+        list.map(|(u, row)| d.merged(u, row)).collect()
     }
 
     /// Applies an ack without the writer when the user's counters are in memory (exact, so a
@@ -279,12 +279,19 @@ impl<'t> Users<'t> {
 
     /// Ends the transaction's use of the counters. With `flush`, every mark ahead of the file
     /// (this transaction's and memory's) is written now; without, moved marks stay in memory.
-    /// Returns what to do once the transaction committed (or ended without a commit).
-    pub(super) fn finish(mut self, flush: bool) -> Result<AfterCommit> {
+    /// `clears_written`: the transaction will commit, and removed every deferred outbox
+    /// clear; `cleared`: the clears it deferred instead. Returns what to do once the
+    /// transaction committed (or ended without a commit).
+    pub(super) fn finish(
+        mut self,
+        flush: bool,
+        clears_written: bool,
+        cleared: Vec<String>,
+    ) -> Result<AfterCommit> {
         let mut after = AfterCommit {
             updates: Vec::with_capacity(self.entries.len()),
-            clears_written: false,
-            cleared: Vec::new(),
+            clears_written,
+            cleared,
         };
         // Computed under the lock, written without it (acks take it meanwhile).
         let mut rows = Vec::new();
@@ -343,9 +350,9 @@ struct Update {
 pub(super) struct AfterCommit {
     updates: Vec<Update>,
     /// The transaction committed and removed every deferred outbox clear.
-    pub clears_written: bool,
+    clears_written: bool,
     /// Outbox clears this transaction deferred (it did not commit).
-    pub cleared: Vec<String>,
+    cleared: Vec<String>,
 }
 
 impl AfterCommit {
