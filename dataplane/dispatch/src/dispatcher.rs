@@ -30,6 +30,10 @@ pub struct DispatchConfig {
     pub in_flight: usize,
     /// Largest delivery batch sent to a node (below the node's maximum message size).
     pub max_batch_bytes: usize,
+    /// Least time between two clears of dispatched batches' marks: the batches finished
+    /// meanwhile share one store command (a mark cleared late is at worst dispatched again
+    /// after a crash, which is harmless).
+    pub clear_every: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -40,6 +44,7 @@ impl Default for DispatchConfig {
             claim_every: Duration::from_secs(2),
             in_flight: 8,
             max_batch_bytes: pushcluster_node::MAX_MESSAGE_BYTES / 4,
+            clear_every: Duration::from_millis(100),
         }
     }
 }

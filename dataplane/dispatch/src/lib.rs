@@ -8,11 +8,13 @@
 //!   its user connects is either forwarded or replayed — never neither.
 //! - [`worker`]: the loop that feeds the dispatcher: hand-offs, wake-ups, lease expiries.
 //! - [`handoff`]: how collect tells dispatch about a batch (in process, or the `Dispatch.Wake`
-//!   gRPC call), and [`service`]: the dispatch role's side of it.
+//!   gRPC call, which [`carried`] batches travel whole in), and [`service`]: the dispatch
+//!   role's side of it.
 //! - [`mobile`]: the [`MobileSender`] seam and [`MobilePush`], which sends a message's
 //!   `notification` to offline (or all) recipients' registered devices in the background.
 #![forbid(unsafe_code)]
 
+pub mod carried;
 mod dispatcher;
 pub mod handoff;
 pub mod mobile;

@@ -1,4 +1,5 @@
-//! The dispatch role's gRPC service: `Wake` names outbox batches to dispatch now.
+//! The dispatch role's gRPC service: `Wake` names (or carries) outbox batches to dispatch
+//! now.
 
 use pushcluster_proto::grpc::dispatch_server::Dispatch;
 use pushcluster_proto::grpc::{WakeRequest, WakeResponse};
@@ -11,7 +12,7 @@ use crate::worker::Work;
 /// Most batch ids one `Wake` may name.
 pub const MAX_WAKE_BATCHES: usize = 4096;
 /// Longest batch id accepted (ids are UUIDs).
-const MAX_ID_BYTES: usize = 64;
+pub(crate) const MAX_ID_BYTES: usize = 64;
 
 /// The `Dispatch` gRPC service, feeding the outbox worker.
 pub struct DispatchService {
@@ -21,27 +22,40 @@ pub struct DispatchService {
 #[tonic::async_trait]
 impl Dispatch for DispatchService {
     async fn wake(&self, req: Request<WakeRequest>) -> Result<Response<WakeResponse>, Status> {
-        let ids = req.into_inner().batches;
-        if ids.len() > MAX_WAKE_BATCHES {
+        let WakeRequest { batches, carried } = req.into_inner();
+        if batches.len() + carried.len() > MAX_WAKE_BATCHES {
             return Err(Status::invalid_argument(format!(
                 "at most {MAX_WAKE_BATCHES} batches per call"
             )));
         }
-        if ids
+        if batches
             .iter()
             .any(|id| id.is_empty() || id.len() > MAX_ID_BYTES)
         {
             return Err(Status::invalid_argument("a batch id is empty or too long"));
         }
-        let n = ids.len() as u32;
-        let queued = match self
-            .work
-            .try_send(Work::Ids(ids.into_iter().map(BatchId).collect()))
-        {
-            Ok(()) => n,
-            // Full: the batches are dispatched when their lease runs out.
-            Err(_) => 0,
-        };
+        let whole = carried
+            .into_iter()
+            .map(crate::carried::decode)
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(Status::invalid_argument)?;
+        let mut queued = 0;
+        for b in whole {
+            // Full: the batch is dispatched when its lease runs out.
+            if self.work.try_send(Work::Batch(b)).is_ok() {
+                queued += 1;
+            }
+        }
+        if !batches.is_empty() {
+            let n = batches.len() as u32;
+            if self
+                .work
+                .try_send(Work::Ids(batches.into_iter().map(BatchId).collect()))
+                .is_ok()
+            {
+                queued += n;
+            }
+        }
         Ok(Response::new(WakeResponse { queued }))
     }
 }

@@ -1,7 +1,8 @@
 //! The outbox worker loop: hand-offs from collect, wake-ups naming batches, and claims of
 //! batches whose lease ran out (a lost hand-off, a dead worker, a restart), at most
 //! `in_flight` batches at once. The marks of dispatched batches are cleared in groups: one
-//! clear in flight, the batches finished meanwhile go into the next one.
+//! clear in flight at a time, at most one per `clear_every` (sooner once [`CLEAR_AT`]
+//! batches wait); the batches finished meanwhile go into the next one.
 
 use std::future::Future;
 
@@ -13,6 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::Dispatcher;
 use crate::dispatcher::settled;
+
+/// Finished batches that start a clear without waiting for `clear_every`.
+pub const CLEAR_AT: usize = 1000;
 
 /// Work for the outbox worker.
 #[derive(Debug)]
@@ -37,12 +41,17 @@ pub async fn run(d: Dispatcher, mut work: mpsc::Receiver<Work>, stop: impl Futur
     let mut tick = tokio::time::interval(d.config.claim_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let limit = d.config.in_flight.max(1);
+    let mut next_clear = tokio::time::Instant::now();
     loop {
-        if clearing.is_none() && !done.is_empty() {
+        let now = tokio::time::Instant::now();
+        if clearing.is_none() && (done.len() >= CLEAR_AT || !done.is_empty() && now >= next_clear) {
+            next_clear = now + d.config.clear_every;
             let (d, ids) = (d.clone(), std::mem::take(&mut done));
             clearing = Some(Box::pin(async move { d.clear(&ids).await }));
         }
+        let clear_due = clearing.is_none() && !done.is_empty();
         tokio::select! {
+            _ = tokio::time::sleep_until(next_clear), if clear_due => {}
             w = work.recv(), if in_flight.len() < limit => match w {
                 Some(w) => in_flight.push(handle(d.clone(), w)),
                 None => break,

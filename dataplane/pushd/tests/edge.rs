@@ -453,6 +453,7 @@ async fn internal_services_refuse_calls_without_the_internal_token() {
     };
     let dispatch_req = || WakeRequest {
         batches: vec![s("forged")],
+        ..Default::default()
     };
     let deliveries = || tokio_stream::iter(Vec::<pushcluster_proto::grpc::DeliverBatch>::new());
     for bearer in [None, Some("wrong-token-0123456789")] {
@@ -648,6 +649,67 @@ async fn a_whole_cluster_over_mutual_tls_with_one_server_name() {
 /// Even a caller with the internal token cannot make a connection skip real messages: a
 /// `Node.Deliver` entry whose seq the store does not have is dropped and counted, and the
 /// next real message still arrives.
+#[tokio::test]
+async fn a_wake_may_carry_its_batch_which_is_checked_and_dispatched_as_is() {
+    use pushcluster_proto::grpc::{HandedBatch, HandedMessage, NodeMessage};
+    let Some((redis, mongo)) = services().await else {
+        return;
+    };
+    let (_auth, dispatch, push) = internal_roles(&redis, &mongo, &[]).await;
+    let mut ws = connected(&push, "gus").await;
+    let now = pushcluster_proto::delivery::now_ms();
+    let handed = |seqs: Vec<u64>| HandedBatch {
+        id: s("carried-batch"),
+        messages: vec![HandedMessage {
+            message: Some(NodeMessage {
+                id: s("carried-message"),
+                payload: s("{\"carried\":true}"),
+                created_at_ms: now,
+                expires_at_ms: now + 60_000,
+            }),
+            users: vec![s("gus")],
+            seqs,
+            notification: String::new(),
+            mobile: s("never"),
+        }],
+    };
+    let mut d = DispatchClient::new(plain(dispatch.grpc).await);
+    let malformed = WakeRequest {
+        carried: vec![handed(vec![])],
+        ..Default::default()
+    };
+    let err = d
+        .wake(with_bearer(malformed, INTERNAL_TOKEN))
+        .await
+        .expect_err("uneven seqs are refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("uneven seqs"), "{err:?}");
+    // Well formed: dispatched from the request itself, never read from the store (which
+    // does not hold this batch, so a wake by id would deliver nothing).
+    let wake = WakeRequest {
+        carried: vec![handed(vec![1])],
+        ..Default::default()
+    };
+    let queued = d
+        .wake(with_bearer(wake, INTERNAL_TOKEN))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .queued;
+    assert_eq!(queued, 1);
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the carried message arrives")
+            .unwrap()
+            .unwrap();
+        if let Some(m) = pushcluster_proto::frame::decode_message(msg.to_text().unwrap()) {
+            assert_eq!((m.id.as_str(), m.seq), ("carried-message", 1));
+            break;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_forged_seq_on_node_deliver_never_moves_a_connection() {
     let Some((redis, mongo)) = services().await else {

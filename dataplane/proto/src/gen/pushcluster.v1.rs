@@ -60,10 +60,39 @@ pub struct DeliverResult {
     pub outcomes: ::prost::alloc::vec::Vec<i32>,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct WakeRequest {
+    /// Batches to read from the store.
     #[prost(string, repeated, tag = "1")]
     pub batches: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Batches carried whole, as stored.
+    #[prost(message, repeated, tag = "2")]
+    pub carried: ::prost::alloc::vec::Vec<HandedBatch>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HandedBatch {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "2")]
+    pub messages: ::prost::alloc::vec::Vec<HandedMessage>,
+}
+/// A stored message of a batch and its recipients' seqs (`users\[i\]` got `seqs\[i\]`).
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HandedMessage {
+    #[prost(message, optional, tag = "1")]
+    pub message: ::core::option::Option<NodeMessage>,
+    #[prost(string, repeated, tag = "2")]
+    pub users: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(uint64, repeated, tag = "3")]
+    pub seqs: ::prost::alloc::vec::Vec<u64>,
+    /// What a phone shows, as JSON text (see the HTTP API); empty: none.
+    #[prost(string, tag = "4")]
+    pub notification: ::prost::alloc::string::String,
+    /// "offline", "always" or "never".
+    #[prost(string, tag = "5")]
+    pub mobile: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -783,10 +812,12 @@ pub mod dispatch_client {
     )]
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
-    /// Dispatch role: collect tells it which outbox batches it just stored. Only ids travel: the
-    /// dispatch role reads what to deliver from the store, so a caller can only make it dispatch
-    /// what was accepted. A lost wake-up costs latency, never a message: the batch stays in the
-    /// outbox and is claimed when its lease runs out.
+    /// Dispatch role: collect tells it which outbox batches it just stored. A batch travels whole
+    /// when it is small enough (collect holds its final seqs in memory, so dispatch need not read
+    /// it back), by id otherwise (dispatch reads it from the store). Only internal callers reach
+    /// this service: they could also deliver to push nodes directly. A lost wake-up costs
+    /// latency, never a message: the batch stays in the outbox and is claimed when its lease
+    /// runs out.
     #[derive(Debug, Clone)]
     pub struct DispatchClient<T> {
         inner: tonic::client::Grpc<T>,
@@ -908,10 +939,12 @@ pub mod dispatch_server {
             request: tonic::Request<super::WakeRequest>,
         ) -> std::result::Result<tonic::Response<super::WakeResponse>, tonic::Status>;
     }
-    /// Dispatch role: collect tells it which outbox batches it just stored. Only ids travel: the
-    /// dispatch role reads what to deliver from the store, so a caller can only make it dispatch
-    /// what was accepted. A lost wake-up costs latency, never a message: the batch stays in the
-    /// outbox and is claimed when its lease runs out.
+    /// Dispatch role: collect tells it which outbox batches it just stored. A batch travels whole
+    /// when it is small enough (collect holds its final seqs in memory, so dispatch need not read
+    /// it back), by id otherwise (dispatch reads it from the store). Only internal callers reach
+    /// this service: they could also deliver to push nodes directly. A lost wake-up costs
+    /// latency, never a message: the batch stays in the outbox and is claimed when its lease
+    /// runs out.
     #[derive(Debug)]
     pub struct DispatchServer<T> {
         inner: Arc<T>,

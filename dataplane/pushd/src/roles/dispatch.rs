@@ -11,6 +11,7 @@ use std::sync::Arc;
 use clap::Args;
 use prometheus_client::registry::Registry;
 use pushcluster_config::{InternalArgs, LogArgs, MongoArgs, OutboxArgs, RedisArgs, ShutdownArgs};
+use pushcluster_dispatch::carried;
 use pushcluster_dispatch::service::DispatchService;
 use pushcluster_dispatch::{DispatchConfig, Dispatcher, worker};
 use pushcluster_node::grpc::GrpcTransport;
@@ -111,7 +112,10 @@ pub async fn run(args: DispatchArgs, stop: impl Future<Output = ()>) -> anyhow::
         stopping.wait().await
     }));
     let grpc = GrpcServer::new(internal.token.clone(), grpc_metrics)
-        .service(DispatchServer::new(DispatchService { work }))
+        .service(
+            DispatchServer::new(DispatchService { work })
+                .max_decoding_message_size(carried::MAX_WAKE_BYTES),
+        )
         .tls(internal.tls.clone())
         .serve(bound.grpc, &shutdown);
     role::run_until(

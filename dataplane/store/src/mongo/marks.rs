@@ -18,8 +18,10 @@ use tokio::sync::{Notify, oneshot};
 use super::{MongoStore, PARALLEL_READS, Server, backend, get_str, get_u64, ms};
 use crate::{AckOutcome, Error, Result};
 
-/// How often marks are written.
-const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// How often marks are written: each flush is one command (two with a compaction) for all
+/// of this node's users, and a connection has one ack being written at a time, so acks
+/// coalesce meanwhile. Progress not yet written costs redeliveries, never a message.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Users with waiting acks that make the flusher write at once.
 const FLUSH_AT: usize = 2000;
 /// Marks of one kind a user gathers (from this node) before the older ones are deleted.

@@ -25,11 +25,24 @@ const MAX_MOVES: u32 = 100;
 
 /// Writes a batch's messages and rows (skipping what exists), resolving seq conflicts.
 pub(super) async fn settle(s: &MongoStore, batch: &BatchId, msgs: &mut [Msg]) -> Result<()> {
-    let docs: Vec<Document> = msgs
-        .iter()
-        .map(|m| m.msgs_doc(&batch.0))
-        .collect::<Result<_>>()?;
+    let docs = msgs_docs(batch, msgs)?;
     retry(|| insert_new(&s.msgs, docs.clone())).await?;
+    write_rows(s, batch, msgs).await
+}
+
+fn msgs_docs(batch: &BatchId, msgs: &[Msg]) -> Result<Vec<Document>> {
+    msgs.iter().map(|m| m.msgs_doc(&batch.0)).collect()
+}
+
+/// One attempt at writing a batch's messages (skipping what exists): the accepting node
+/// writes them before it takes the next batch, and [`settle`] again if this failed.
+pub(super) async fn write_msgs(s: &MongoStore, batch: &BatchId, msgs: &[Msg]) -> Result<()> {
+    insert_new(&s.msgs, msgs_docs(batch, msgs)?).await.map(drop)
+}
+
+/// Writes a batch's rows (skipping what exists) once its messages are written, resolving
+/// seq conflicts.
+pub(super) async fn write_rows(s: &MongoStore, batch: &BatchId, msgs: &mut [Msg]) -> Result<()> {
     // Row `k` of the flattened list is recipient `j` of message `i`.
     let mut at = Vec::new();
     let mut rows = Vec::new();

@@ -3,9 +3,10 @@
 //! One task takes every queued submit (bounded by [`MAX_BATCH_MESSAGES`] and
 //! [`MAX_BATCH_BYTES`]) and *accepts* the batch, one batch at a time: claims idempotency keys
 //! (one `insert`), loads the users it does not know ([`load_users`]), hands out seqs from
-//! memory and inserts the outbox document — the durable accept. Completing a batch (its
-//! `msgs` and `rows`, with seq conflicts resolved, see [`outbox::complete`]) runs concurrently
-//! with accepting the next ones, and replies are released in batch order once the batch's
+//! memory and inserts the outbox document — the durable accept — then the batch's `msgs`
+//! (so the next batch gathers for longer and is larger). Completing a batch (its `rows`,
+//! with seq conflicts resolved, see `outbox::write_rows`) runs concurrently with accepting
+//! the next ones, and replies are released in batch order once the batch's
 //! rows are written, so a batch is handed to dispatch only once every earlier batch of this
 //! node has its rows written (a push node that sees a gap in a user's seqs finds the missing
 //! message in the store), and a message posted after another's reply, to any collect node,
@@ -100,6 +101,16 @@ pub(super) async fn run(s: MongoStore, mut rx: mpsc::Receiver<Job>) {
             continue;
         };
         let (slots, msgs): (Vec<Slot>, Vec<Msg>) = msgs.into_iter().unzip();
+        // The messages are written before the next batch is taken: the next batch gathers
+        // meanwhile and is larger (fewer commands per message at the same latency), and the
+        // completion left to run beside it is the rows alone.
+        let msgs_written = match super::outbox::write_msgs(&s, &batch, &msgs).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(batch = %batch, error = %e, "writing a batch's messages failed; retried with its rows");
+                false
+            }
+        };
         let permit = completing
             .clone()
             .acquire_owned()
@@ -109,7 +120,7 @@ pub(super) async fn run(s: MongoStore, mut rx: mpsc::Receiver<Job>) {
         let prev = previous.replace(next);
         let s = s.clone();
         tokio::spawn(async move {
-            let settled = settle(&s, batch, msgs).await;
+            let settled = settle(&s, batch, msgs, msgs_written).await;
             if let Some(prev) = prev {
                 let _ = prev.await; // a dropped sender (a panic) also releases
             }
@@ -134,10 +145,20 @@ pub(super) async fn run(s: MongoStore, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes a batch's messages and rows; the batch to dispatch, or `None` to leave it to its
-/// lease (dispatch must not see a message before its rows).
-async fn settle(s: &MongoStore, batch: BatchId, mut msgs: Vec<Msg>) -> Option<OutboxBatch> {
-    match super::outbox::settle(s, &batch, &mut msgs).await {
+/// Writes a batch's rows, and its messages unless `msgs_written`; the batch to dispatch, or
+/// `None` to leave it to its lease (dispatch must not see a message before its rows).
+async fn settle(
+    s: &MongoStore,
+    batch: BatchId,
+    mut msgs: Vec<Msg>,
+    msgs_written: bool,
+) -> Option<OutboxBatch> {
+    let written = if msgs_written {
+        super::outbox::write_rows(s, &batch, &mut msgs).await
+    } else {
+        super::outbox::settle(s, &batch, &mut msgs).await
+    };
+    match written {
         Ok(()) => Some(OutboxBatch {
             id: batch,
             messages: msgs.into_iter().map(|m| m.stored).collect(),
