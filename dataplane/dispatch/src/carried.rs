@@ -9,6 +9,8 @@ use pushcluster_proto::api::{Mobile, Notification};
 use pushcluster_proto::grpc::{HandedBatch, HandedMessage, NodeMessage};
 use pushcluster_store::{BatchId, OutboxBatch, Payload, StoredMessage};
 
+use crate::service::valid_id;
+
 /// Largest `Dispatch.Wake` request, set on both ends.
 pub const MAX_WAKE_BYTES: usize = 4 << 20;
 /// Largest batch carried whole; a larger one travels by id.
@@ -67,7 +69,7 @@ pub fn encode(batch: &OutboxBatch) -> Option<HandedBatch> {
 /// The payload is taken as it came: only authenticated internal callers reach the service,
 /// and collect checked it as JSON when it accepted the message.
 pub fn decode(b: HandedBatch) -> Result<OutboxBatch, String> {
-    if b.id.is_empty() || b.id.len() > crate::service::MAX_ID_BYTES {
+    if !valid_id(&b.id) {
         return Err("a carried batch id is empty or too long".into());
     }
     let messages = b
@@ -77,7 +79,7 @@ pub fn decode(b: HandedBatch) -> Result<OutboxBatch, String> {
             let Some(msg) = m.message else {
                 return Err(format!("a message of batch {} has no body", b.id));
             };
-            if msg.id.is_empty() || msg.id.len() > crate::service::MAX_ID_BYTES {
+            if !valid_id(&msg.id) {
                 return Err(format!(
                     "a message id of batch {} is empty or too long",
                     b.id

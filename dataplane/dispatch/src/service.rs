@@ -12,7 +12,12 @@ use crate::worker::Work;
 /// Most batch ids one `Wake` may name.
 pub const MAX_WAKE_BATCHES: usize = 4096;
 /// Longest batch id accepted (ids are UUIDs).
-pub(crate) const MAX_ID_BYTES: usize = 64;
+const MAX_ID_BYTES: usize = 64;
+
+/// A batch or message id of a `Wake`: not empty, at most [`MAX_ID_BYTES`].
+pub(crate) fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES
+}
 
 /// The `Dispatch` gRPC service, feeding the outbox worker.
 pub struct DispatchService {
@@ -28,10 +33,7 @@ impl Dispatch for DispatchService {
                 "at most {MAX_WAKE_BATCHES} batches per call"
             )));
         }
-        if batches
-            .iter()
-            .any(|id| id.is_empty() || id.len() > MAX_ID_BYTES)
-        {
+        if !batches.iter().all(|id| valid_id(id)) {
             return Err(Status::invalid_argument("a batch id is empty or too long"));
         }
         let whole = carried

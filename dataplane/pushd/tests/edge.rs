@@ -532,14 +532,20 @@ async fn receives_posted(
     let (status, body) =
         post_message(collect.http(), &json!({"to": [user], "payload": "hi"})).await;
     assert_eq!(status, 202, "{body}");
+    let m = next_message(ws, "the posted message arrives").await;
+    assert_eq!(m.id, body["id"].as_str().unwrap());
+    m
+}
+
+/// The next message frame `ws` receives (other frames are skipped).
+async fn next_message(ws: &mut Client, what: &str) -> pushcluster_proto::frame::MessageFrame {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
-            .expect("the posted message arrives")
+            .expect(what)
             .unwrap()
             .unwrap();
         if let Some(m) = pushcluster_proto::frame::decode_message(msg.to_text().unwrap()) {
-            assert_eq!(m.id, body["id"].as_str().unwrap());
             return m;
         }
     }
@@ -646,9 +652,6 @@ async fn a_whole_cluster_over_mutual_tls_with_one_server_name() {
     }
 }
 
-/// Even a caller with the internal token cannot make a connection skip real messages: a
-/// `Node.Deliver` entry whose seq the store does not have is dropped and counted, and the
-/// next real message still arrives.
 #[tokio::test]
 async fn a_wake_may_carry_its_batch_which_is_checked_and_dispatched_as_is() {
     use pushcluster_proto::grpc::{HandedBatch, HandedMessage, NodeMessage};
@@ -697,19 +700,13 @@ async fn a_wake_may_carry_its_batch_which_is_checked_and_dispatched_as_is() {
         .into_inner()
         .queued;
     assert_eq!(queued, 1);
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("the carried message arrives")
-            .unwrap()
-            .unwrap();
-        if let Some(m) = pushcluster_proto::frame::decode_message(msg.to_text().unwrap()) {
-            assert_eq!((m.id.as_str(), m.seq), ("carried-message", 1));
-            break;
-        }
-    }
+    let m = next_message(&mut ws, "the carried message arrives").await;
+    assert_eq!((m.id.as_str(), m.seq), ("carried-message", 1));
 }
 
+/// Even a caller with the internal token cannot make a connection skip real messages: a
+/// `Node.Deliver` entry whose seq the store does not have is dropped and counted, and the
+/// next real message still arrives.
 #[tokio::test]
 async fn a_forged_seq_on_node_deliver_never_moves_a_connection() {
     let Some((redis, mongo)) = services().await else {
